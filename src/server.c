@@ -1,0 +1,349 @@
+/*
+ * The server process: builds the configuration, opens the two listeners
+ * on one libevent loop, wires the API routes, writes the ready file and
+ * runs until a signal stops it.
+ *
+ * Start-up order: configuration (defaults < file < environment < flags),
+ * logging, the data directory and the admin token, the metrics registry,
+ * the HTTP layer and its routes, both listeners, readiness (the ready file
+ * is written only once both listeners accept), then signals and the loop.
+ *
+ * Signals are handled on the loop thread through libevent signal events,
+ * never in a signal handler:
+ *   SIGTERM, SIGINT  graceful stop: the HTTP layer stops accepting, closes
+ *                    idle connections and lets requests in progress finish
+ *                    up to server.shutdown_timeout; a second signal stops
+ *                    at once. The process then exits 0.
+ *   SIGHUP           re-reads the file and the environment and applies the
+ *                    reloadable keys (limits, timeouts, log level, ...). A
+ *                    bad file keeps the running configuration.
+ */
+#include "server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+
+#include "api/api.h"
+#include "strata_version.h"
+#include "util/log.h"
+#include "util/metrics.h"
+#include "util/strbuf.h"
+#include "util/timeutil.h"
+
+extern char **environ;
+
+static void warn_unknown_env(const char *name)
+{
+    log_warn("config unknown environment variable=%s", name);
+}
+
+enum st_status server_load_config(const struct server_opts *opts, struct config *cfg,
+                                  struct err *err)
+{
+    enum st_status rc;
+
+    config_init(cfg);
+    if (opts->config_path) {
+        rc = config_load_file(cfg, opts->config_path, err);
+        if (rc)
+            return rc;
+    }
+    rc = config_apply_env(cfg, environ, warn_unknown_env, err);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < opts->noverrides; i++) {
+        rc = config_set(cfg, opts->overrides[i].key, opts->overrides[i].value, err);
+        if (rc)
+            return rc;
+    }
+    return ST_OK;
+}
+
+double server_uptime_s(const struct server *srv)
+{
+    return (double)(time_mono_ns() - srv->start_mono_ns) / 1e9;
+}
+
+static void httpd_limits_from_config(const struct config *cfg, struct httpd_limits *lim)
+{
+    httpd_limits_default(lim);
+    lim->max_header_bytes = cfg->limits.max_header_bytes;
+    lim->max_body_bytes = cfg->limits.max_body_bytes;
+    lim->max_connections = cfg->server.max_connections;
+    lim->header_timeout_ms = cfg->server.header_timeout_ms;
+    lim->body_timeout_ms = cfg->server.body_timeout_ms;
+    lim->idle_timeout_ms = cfg->server.idle_timeout_ms;
+    lim->write_timeout_ms = cfg->server.write_timeout_ms;
+}
+
+/* Applies the settings that logging and HTTP read from the config. */
+static void apply_runtime_settings(struct server *srv)
+{
+    struct httpd_limits lim;
+
+    log_set_level((enum log_level)srv->cfg.log.level);
+    if (!log_set_access_file(srv->cfg.log.access_log))
+        log_error("log cannot open access log path='%s' errno=%d", srv->cfg.log.access_log,
+                  errno);
+    if (srv->http) {
+        httpd_limits_from_config(&srv->cfg, &lim);
+        httpd_set_limits(srv->http, &lim);
+    }
+}
+
+/* mkdir -p with mode for the missing parts. */
+static enum st_status make_dirs(const char *path, mode_t mode, struct err *err)
+{
+    char tmp[CONFIG_PATH_MAX];
+    struct stat st;
+
+    if (!st_strlcpy(tmp, path, sizeof(tmp)))
+        return err_set(err, ST_EINVAL, "data directory path too long: '%s'", path);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+            return err_set_errno(err, ST_EIO, errno, "cannot create directory '%s'", tmp);
+        *p = '/';
+    }
+    if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+        return err_set_errno(err, ST_EIO, errno, "cannot create directory '%s'", tmp);
+    if (stat(tmp, &st) < 0)
+        return err_set_errno(err, ST_EIO, errno, "cannot stat '%s'", tmp);
+    if (!S_ISDIR(st.st_mode))
+        return err_set(err, ST_EINVAL, "data directory '%s' is not a directory", tmp);
+    return ST_OK;
+}
+
+/* Writes the ready file through a temporary file and rename(2). */
+static enum st_status write_ready_file(const struct server *srv, const char *path,
+                                       struct err *err)
+{
+    struct strbuf tmp = STRBUF_INIT;
+    struct strbuf body = STRBUF_INIT;
+    enum st_status rc = ST_OK;
+    int fd;
+
+    strbuf_addf(&tmp, "%s.tmp.%ld", path, (long)getpid());
+    strbuf_addstr(&body, "{\"ingest\": ");
+    strbuf_add_json_str(&body, srv->bound[HTTPD_INGEST], strlen(srv->bound[HTTPD_INGEST]));
+    strbuf_addstr(&body, ", \"query\": ");
+    strbuf_add_json_str(&body, srv->bound[HTTPD_QUERY], strlen(srv->bound[HTTPD_QUERY]));
+    strbuf_addf(&body, ", \"pid\": %ld}\n", (long)getpid());
+
+    fd = open(tmp.buf, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        rc = err_set_errno(err, ST_EIO, errno, "cannot create ready file '%s'", tmp.buf);
+        goto out;
+    }
+    if (write(fd, body.buf, body.len) != (ssize_t)body.len) {
+        rc = err_set_errno(err, ST_EIO, errno, "cannot write ready file '%s'", tmp.buf);
+        close(fd);
+        unlink(tmp.buf);
+        goto out;
+    }
+    close(fd);
+    if (rename(tmp.buf, path) < 0) {
+        rc = err_set_errno(err, ST_EIO, errno, "cannot rename ready file to '%s'", path);
+        unlink(tmp.buf);
+    }
+out:
+    strbuf_release(&tmp);
+    strbuf_release(&body);
+    return rc;
+}
+
+/*
+ * systemd readiness notification (Type=notify): one datagram to the unix
+ * socket named by $NOTIFY_SOCKET ("@" for the abstract namespace). The
+ * protocol is this small, so no libsystemd dependency.
+ */
+static void sd_notify_state(const char *state)
+{
+    const char *path = getenv("NOTIFY_SOCKET");
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    size_t len;
+    int fd;
+
+    if (!path || (path[0] != '/' && path[0] != '@'))
+        return;
+    len = strlen(path);
+    if (len >= sizeof(sa.sun_path))
+        return;
+    memcpy(sa.sun_path, path, len);
+    if (sa.sun_path[0] == '@')
+        sa.sun_path[0] = '\0';
+    fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return;
+    if (sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sa,
+               (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len)) < 0)
+        log_warn("systemd notify failed state='%s' errno=%d", state, errno);
+    close(fd);
+}
+
+static void on_drained(void *arg)
+{
+    struct server *srv = arg;
+
+    log_info("http drained, stopping");
+    event_base_loopexit(srv->base, NULL);
+}
+
+static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct server *srv = arg;
+
+    ST_UNUSED(what);
+    if (srv->state == SERVER_STOPPING) {
+        log_warn("signal=%s again, stopping now", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        event_base_loopbreak(srv->base);
+        return;
+    }
+    log_info("signal=%s graceful stop deadline_ms=%llu", sig == SIGINT ? "SIGINT" : "SIGTERM",
+             (unsigned long long)srv->cfg.server.shutdown_timeout_ms);
+    srv->state = SERVER_STOPPING;
+    sd_notify_state("STOPPING=1");
+    httpd_shutdown(srv->http, srv->cfg.server.shutdown_timeout_ms, on_drained, srv);
+}
+
+static void on_hup_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct server *srv = arg;
+    struct config fresh;
+    struct err err;
+    int changed;
+
+    ST_UNUSED(sig);
+    ST_UNUSED(what);
+    err_clear(&err);
+    sd_notify_state("RELOADING=1");
+    if (server_load_config(&srv->opts, &fresh, &err)) {
+        log_error("config reload failed, keeping the running configuration: %s", err.msg);
+    } else {
+        changed = config_apply_reloadable(&srv->cfg, &fresh);
+        apply_runtime_settings(srv);
+        log_info("config reloaded changed=%d", changed);
+    }
+    sd_notify_state("READY=1");
+}
+
+static enum st_status open_listeners(struct server *srv, struct err *err)
+{
+    const char *addr[HTTPD_NLISTENERS] = {
+        [HTTPD_INGEST] = srv->cfg.server.ingest_listen,
+        [HTTPD_QUERY] = srv->cfg.server.query_listen,
+    };
+    enum st_status rc;
+
+    for (int i = 0; i < HTTPD_NLISTENERS; i++) {
+        rc = httpd_listen(srv->http, (enum httpd_listener)i, addr[i], srv->bound[i],
+                          sizeof(srv->bound[i]), err);
+        if (rc)
+            return rc;
+        log_info("listening %s=%s", httpd_listener_name((enum httpd_listener)i), srv->bound[i]);
+    }
+    return ST_OK;
+}
+
+static void add_signal(struct server *srv, struct event **ev, int sig, event_callback_fn fn)
+{
+    *ev = evsignal_new(srv->base, sig, fn, srv);
+    if (!*ev || evsignal_add(*ev, NULL) < 0)
+        ST_BUG("cannot install handler for signal %d", sig);
+}
+
+static void server_free(struct server *srv)
+{
+    if (srv->sig_term)
+        event_free(srv->sig_term);
+    if (srv->sig_int)
+        event_free(srv->sig_int);
+    if (srv->sig_hup)
+        event_free(srv->sig_hup);
+    if (srv->http)
+        httpd_free(srv->http);
+    if (srv->metrics)
+        metrics_free(srv->metrics);
+    if (srv->base)
+        event_base_free(srv->base);
+    log_set_access_file(NULL);
+    free(srv);
+}
+
+int server_run(const struct server_opts *opts, const struct config *cfg)
+{
+    struct server *srv = xcalloc(1, sizeof(*srv));
+    struct httpd_limits lim;
+    struct err err;
+    int code = 1;
+
+    err_clear(&err);
+    srv->opts = *opts;
+    srv->cfg = *cfg;
+    srv->start_mono_ns = time_mono_ns();
+    srv->start_wall_ms = time_wall_ms();
+    apply_runtime_settings(srv);
+    log_info("starting version=%s pid=%ld data_dir='%s'", STRATA_VERSION, (long)getpid(),
+             srv->cfg.storage.data_dir);
+
+    signal(SIGPIPE, SIG_IGN);
+    if (evthread_use_pthreads() < 0)
+        ST_BUG("libevent has no pthreads support");
+    srv->base = event_base_new();
+    if (!srv->base) {
+        log_error("cannot create the event loop");
+        goto out;
+    }
+
+    if (make_dirs(srv->cfg.storage.data_dir, 0750, &err) || api_auth_init(srv, &err)) {
+        log_error("start-up failed: %s", err.msg);
+        goto out;
+    }
+
+    srv->metrics = metrics_new();
+    metrics_register_process(srv->metrics);
+    metric_set(metric_series_get(metrics_gauge(srv->metrics, "strata_build_info",
+                                               "Build information; the value is always 1.",
+                                               "version"),
+                                 STRATA_VERSION),
+               1);
+
+    httpd_limits_from_config(&srv->cfg, &lim);
+    srv->http = httpd_new(srv->base, srv->metrics, &lim);
+    api_register(srv);
+    if (open_listeners(srv, &err)) {
+        log_error("start-up failed: %s", err.msg);
+        goto out;
+    }
+
+    srv->state = SERVER_READY;
+    if (opts->ready_file && write_ready_file(srv, opts->ready_file, &err)) {
+        log_error("start-up failed: %s", err.msg);
+        goto out;
+    }
+    add_signal(srv, &srv->sig_term, SIGTERM, on_stop_signal);
+    add_signal(srv, &srv->sig_int, SIGINT, on_stop_signal);
+    add_signal(srv, &srv->sig_hup, SIGHUP, on_hup_signal);
+    log_info("ready");
+    sd_notify_state("READY=1");
+
+    event_base_dispatch(srv->base);
+    log_info("stopped uptime_s=%.1f", server_uptime_s(srv));
+    code = 0;
+out:
+    server_free(srv);
+    return code;
+}
