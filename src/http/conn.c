@@ -88,13 +88,15 @@ struct conn {
     enum conn_state state;
     enum timer_kind timer_kind;
     struct event *timer;
-    struct event *kick;   /* deferred: resume parsing, or run a stream's drain */
+    struct event *kick; /* deferred: resume parsing, or run a stream's drain */
     struct httpd_parser parser;
     struct httpd_req *req; /* the request with a handler, or NULL */
     bool in_process;       /* conn_process() is on the stack */
     bool want_free;        /* close was asked for while in_process */
     bool close_after;      /* close once the current response is queued */
     bool headers_seen;     /* the current request's headers were acted on */
+    bool read_paused;      /* reading stopped while a handler runs */
+    unsigned lim_gen;      /* h->lim_gen when the write timeout was set */
     uint64_t nrequests;
     char peer[64];
 };
@@ -169,8 +171,8 @@ static void write_head(struct conn *c, struct httpd_req *req, int status, const 
     size_t n = 0;
     int w;
 
-    w = snprintf(buf, sizeof(buf), "HTTP/1.1 %d %s\r\nDate: %s\r\n", status,
-                 httpd__reason(status), httpd__date(c->h));
+    w = snprintf(buf, sizeof(buf), "HTTP/1.1 %d %s\r\nDate: %s\r\n", status, httpd__reason(status),
+                 httpd__date(c->h));
     n += (size_t)w;
     if (body_len == (size_t)-1) {
         if (!req->stream_raw)
@@ -395,6 +397,11 @@ static void maybe_drain(struct conn *c)
 
 void httpd_req_on_abort(struct httpd_req *req, httpd_cb_fn fn, void *arg)
 {
+    if (req->aborted) {
+        /* Too late to wait for it: it happened. */
+        fn(arg);
+        return;
+    }
     req->abort_fn = fn;
     req->abort_arg = arg;
 }
@@ -410,10 +417,12 @@ static void abort_req(struct conn *c, const char *reason)
     c->req = NULL;
     req->conn = NULL;
     req->aborted = true;
+    /* It may outlive the server: its body goes back to free(), not the pool. */
+    req->pool = NULL;
     httpd__count_request(c->h, c->listener, req->route, req->method, 499,
                          (double)(time_mono_ns() - req->start_ns) / 1e9);
-    log_debug("http request aborted peer=%s method=%s path=%s reason=%s", c->peer,
-              req->method_name, req->path, reason);
+    log_debug("http request aborted peer=%s method=%s path=%s reason=%s", c->peer, req->method_name,
+              req->path, reason);
     fn = req->abort_fn;
     req->abort_fn = NULL;
     /* Last: fn may answer, which frees req. */
@@ -436,8 +445,8 @@ static void access_log(struct conn *c, struct httpd_req *req, double ms)
     log_access("ts=%s.%03dZ peer=%s listener=%s method=%s path=%s status=%d bytes=%llu "
                "duration_ms=%.3f route=%s",
                ts, (int)(now % 1000), c->peer, httpd_listener_name(c->listener),
-               req->method_name ? req->method_name : "-", req->path ? req->path : "-",
-               req->status, (unsigned long long)req->resp_bytes, ms,
+               req->method_name ? req->method_name : "-", req->path ? req->path : "-", req->status,
+               (unsigned long long)req->resp_bytes, ms,
                req->route ? req->route->name : "unmatched");
 }
 
@@ -463,10 +472,13 @@ void httpd__req_finish(struct httpd_req *req)
     c->req = NULL;
     c->nrequests++;
     httpd__parser_recycle(&c->parser, req);
-    bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
     if (c->close_after) {
         conn_start_close(c);
         return;
+    }
+    if (c->read_paused) {
+        c->read_paused = false;
+        bufferevent_enable(c->bev, EV_READ);
     }
     c->state = C_IDLE;
     timer_set(c, T_IDLE);
@@ -588,6 +600,16 @@ static void route_and_handle(struct conn *c, struct httpd_req *req)
     }
 }
 
+/* Applies limits that live in the bufferevent (after httpd_set_limits()). */
+static void apply_limits(struct conn *c)
+{
+    struct timeval tv = c->h->tv_write;
+
+    c->lim_gen = c->h->lim_gen;
+    bufferevent_setwatermark(c->bev, EV_WRITE, high_water(c) / 2, 0);
+    bufferevent_set_timeouts(c->bev, NULL, tv.tv_sec || tv.tv_usec ? &tv : NULL);
+}
+
 static void dispatch(struct conn *c, struct httpd_req *req)
 {
     httpd *h = c->h;
@@ -602,14 +624,31 @@ static void dispatch(struct conn *c, struct httpd_req *req)
     req->head_only = req->method == HTTPD_M_HEAD;
     if (h->shutting_down || !req->keep_alive || req->upgrade)
         c->close_after = true;
-    /* Keep noticing a close, without buffering much more. */
-    bufferevent_setwatermark(c->bev, EV_READ, 0, h->lim.max_header_bytes + HANDLING_INPUT_SLACK);
-    bufferevent_setwatermark(c->bev, EV_WRITE, high_water(c) / 2, 0);
+    if (c->lim_gen != h->lim_gen)
+        apply_limits(c);
     route_and_handle(c, req);
+}
+
+/*
+ * While a handler runs, reading goes on (so a peer that closes is noticed
+ * and the request aborted) until a bounded amount is buffered.
+ */
+static void check_handling_input(struct conn *c)
+{
+    size_t bound = c->h->lim.max_header_bytes + HANDLING_INPUT_SLACK;
+
+    if (!c->read_paused && evbuffer_get_length(bufferevent_get_input(c->bev)) > bound) {
+        c->read_paused = true;
+        bufferevent_disable(c->bev, EV_READ);
+    }
 }
 
 static void conn_process(struct conn *c)
 {
+    if (c->state == C_HANDLING) {
+        check_handling_input(c);
+        return;
+    }
     if (c->in_process)
         return;
     c->in_process = true;
@@ -640,8 +679,8 @@ static void conn_process(struct conn *c)
             break;
         }
         if (rc == HTTPD_PARSE_ERROR) {
-            log_debug("http bad request peer=%s status=%d reason=%s", c->peer,
-                      c->parser.err_status, c->parser.err_code);
+            log_debug("http bad request peer=%s status=%d reason=%s", c->peer, c->parser.err_status,
+                      c->parser.err_code);
             conn_error(c, c->parser.err_status, c->parser.err_code, c->parser.err_msg);
             break;
         }
@@ -803,6 +842,11 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     case T_NONE:
         break;
     case T_IDLE:
+        /* Idle means nothing to send either; a slow reader meets write_timeout. */
+        if (evbuffer_get_length(output(c))) {
+            timer_set(c, T_IDLE);
+            break;
+        }
         c->timer_kind = T_NONE;
         httpd__conn_close(c, "idle_timeout");
         break;
@@ -860,7 +904,6 @@ void httpd__conn_new(httpd *h, enum httpd_listener which, int fd, const struct s
                      int salen)
 {
     struct conn *c = xcalloc(1, sizeof(*c));
-    struct timeval tv_write = h->tv_write;
     int one = 1;
 
     ST_UNUSED(salen);
@@ -871,6 +914,7 @@ void httpd__conn_new(httpd *h, enum httpd_listener which, int fd, const struct s
     format_peer(c->peer, sizeof(c->peer), sa);
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     httpd__parser_init(&c->parser, &h->lim);
+    c->parser.pool = &h->pool;
 
     c->bev = bufferevent_socket_new(h->base, fd, BEV_OPT_CLOSE_ON_FREE);
     c->timer = evtimer_new(h->base, timer_cb, c);
@@ -880,9 +924,7 @@ void httpd__conn_new(httpd *h, enum httpd_listener which, int fd, const struct s
     bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
     bufferevent_set_max_single_read(c->bev, IO_CHUNK);
     bufferevent_set_max_single_write(c->bev, IO_CHUNK);
-    bufferevent_setwatermark(c->bev, EV_WRITE, high_water(c) / 2, 0);
-    if (tv_write.tv_sec || tv_write.tv_usec)
-        bufferevent_set_timeouts(c->bev, NULL, &tv_write);
+    apply_limits(c);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 
     c->next = h->conns;

@@ -77,8 +77,9 @@ struct httpd_req {
     char *body;        /* malloc'd, not NUL-terminated; NULL when empty */
     size_t body_len;
     size_t body_alloc;
-    uint64_t start_ns; /* time_mono_ns() at the first byte of the request */
-    size_t wire_bytes; /* request bytes read from the connection */
+    struct httpd_bufpool *pool; /* where body goes back to, or NULL */
+    uint64_t start_ns;          /* time_mono_ns() at the first byte of the request */
+    size_t wire_bytes;          /* request bytes read from the connection */
 
     /* Routing. */
     const struct route *route; /* NULL when unmatched */
@@ -111,6 +112,31 @@ struct httpd_req {
     struct arena_block inline_block; /* describes inline_data */
     _Alignas(16) char inline_data[HTTPD_REQ_INLINE_ARENA];
 };
+
+/*
+ * A small cache of large body buffers shared by one server's connections
+ * (loop thread only), so a stream of big requests reuses memory that is
+ * already mapped instead of mapping and faulting in fresh pages for every
+ * body. A NULL pool means plain malloc() and free().
+ */
+#define HTTPD_POOL_SLOTS     16
+#define HTTPD_POOL_MIN       (64 * 1024)        /* smaller buffers are not kept */
+#define HTTPD_POOL_MAX_BYTES (32 * 1024 * 1024) /* most bytes kept at once */
+
+struct httpd_bufpool {
+    struct {
+        char *buf;
+        size_t cap;
+    } ent[HTTPD_POOL_SLOTS];
+    size_t n;     /* entries in use */
+    size_t bytes; /* sum of their cap */
+};
+
+/* A buffer of at least want bytes (*cap says how many), or NULL. */
+char *httpd__pool_get(struct httpd_bufpool *pool, size_t want, size_t *cap);
+/* Takes back a buffer from httpd__pool_get() (keeps or frees it). */
+void httpd__pool_put(struct httpd_bufpool *pool, char *buf, size_t cap);
+void httpd__pool_release(struct httpd_bufpool *pool);
 
 /* A new, empty request. Caller frees with httpd__req_free(). */
 struct httpd_req *httpd__req_new(void);
@@ -152,6 +178,7 @@ struct httpd_parser {
     struct httpd_limits lim;           /* the current request's limits */
     struct httpd_req *req;             /* being parsed, or NULL between requests */
     struct httpd_req *spare;           /* a finished request kept for reuse */
+    struct httpd_bufpool *pool;        /* for bodies; may be NULL */
     size_t head_bytes;                 /* request line and header bytes fed */
     size_t trailer_bytes;              /* chunked trailer bytes seen */
     bool started;                      /* bytes of a request were seen */
@@ -163,11 +190,11 @@ struct httpd_parser {
     bool line_done;                    /* the request line was checked */
     enum { CB_NONE, CB_FIELD, CB_VALUE } last_cb;
     enum httpd_body_state bstate;
-    uint64_t remaining;   /* body or chunk bytes still to come */
-    uint64_t chunk_size;  /* the chunk size being read */
+    uint64_t remaining;  /* body or chunk bytes still to come */
+    uint64_t chunk_size; /* the chunk size being read */
     unsigned chunk_digits;
-    size_t line_len;      /* bytes of the current request or chunk line */
-    char tail[24];        /* the last bytes of the request line */
+    size_t line_len; /* bytes of the current request or chunk line */
+    char tail[24];   /* the last bytes of the request line */
     size_t tail_len;
     const char *val_next; /* where a continued header value must resume */
     unsigned n_cl;        /* Content-Length headers seen */
@@ -206,10 +233,10 @@ static inline struct httpd_req *httpd__parser_current(struct httpd_parser *p)
 /* router.c */
 
 struct route_seg {
-    char *text;  /* literal text, or the parameter's name */
-    size_t len;  /* length of text */
-    bool param;  /* "{name}" */
-    bool star;   /* "{name*}", last segment only */
+    char *text; /* literal text, or the parameter's name */
+    size_t len; /* length of text */
+    bool param; /* "{name}" */
+    bool star;  /* "{name*}", last segment only */
 };
 
 struct route {
@@ -310,6 +337,8 @@ struct httpd {
     struct event_base *base;
     struct metrics *m;
     struct httpd_limits lim;
+    unsigned lim_gen; /* bumped by httpd_set_limits() */
+    struct httpd_bufpool pool;
     struct router router;
     struct httpd_listen_slot listeners[HTTPD_NLISTENERS];
 

@@ -127,16 +127,15 @@ static void setup_metrics(httpd *h)
                                       "Time from the first byte of a request to its response "
                                       "being queued",
                                       "listener,route", NULL, 0);
-    open = metrics_gauge(h->m, "strata_http_connections_open", "Open HTTP connections",
-                         "listener");
+    open = metrics_gauge(h->m, "strata_http_connections_open", "Open HTTP connections", "listener");
     accepted = metrics_counter(h->m, "strata_http_connections_accepted_total",
                                "HTTP connections accepted", "listener");
     refused = metrics_counter(h->m, "strata_http_connections_refused_total",
                               "HTTP connections refused (max_connections) or not accepted "
                               "for lack of file descriptors (fd_limit)",
                               "listener,reason");
-    reqb = metrics_counter(h->m, "strata_http_request_bytes_total",
-                           "Bytes of HTTP requests read", "listener");
+    reqb = metrics_counter(h->m, "strata_http_request_bytes_total", "Bytes of HTTP requests read",
+                           "listener");
     respb = metrics_counter(h->m, "strata_http_response_bytes_total",
                             "Bytes of HTTP responses queued", "listener");
     for (unsigned l = 0; l < HTTPD_NLISTENERS; l++) {
@@ -165,8 +164,7 @@ static struct metric_series *duration_series(httpd *h, enum httpd_listener l,
         size_t n = (h->router.nroutes + 1) * HTTPD_NLISTENERS;
 
         h->route_dur = realloc_array(h->route_dur, n, sizeof(*h->route_dur));
-        memset(h->route_dur + h->route_dur_len, 0,
-               (n - h->route_dur_len) * sizeof(*h->route_dur));
+        memset(h->route_dur + h->route_dur_len, 0, (n - h->route_dur_len) * sizeof(*h->route_dur));
         h->route_dur_len = n;
     }
     if (!h->route_dur[idx])
@@ -457,7 +455,7 @@ enum st_status httpd_listen(httpd *h, enum httpd_listener which, const char *hos
         st_strlcpy(addr, hostport, sizeof(addr));
     if (bound && boundlen)
         st_strlcpy(bound, addr, boundlen);
-    log_info("http listening listener=%s addr=%s", httpd_listener_name(which), addr);
+    log_debug("http listening listener=%s addr=%s", httpd_listener_name(which), addr);
     return ST_OK;
 }
 
@@ -492,13 +490,13 @@ static void done_cb(evutil_socket_t fd, short what, void *arg)
 
 static void close_all(httpd *h, const char *reason)
 {
-    struct conn *c = h->conns;
+    struct conn *c;
 
-    while (c) {
-        struct conn *next = httpd__conn_next(c);
-
+    /* From the head each time: an abort callback may close others. */
+    while ((c = h->conns)) {
         httpd__conn_close(c, reason);
-        c = next;
+        if (h->conns == c)
+            break; /* in its own callback; it goes when that returns */
     }
 }
 
@@ -577,6 +575,7 @@ void httpd_free(httpd *h)
     event_free(h->shutdown_deadline);
     event_free(h->done_ev);
     httpd__router_release(&h->router);
+    httpd__pool_release(&h->pool);
     free(h->route_dur);
     free(h);
 }
@@ -584,6 +583,7 @@ void httpd_free(httpd *h)
 void httpd_set_limits(httpd *h, const struct httpd_limits *lim)
 {
     h->lim = *lim;
+    h->lim_gen++;
     setup_timeouts(h);
 }
 

@@ -111,7 +111,9 @@ void httpd_route(httpd *h, unsigned listeners, unsigned methods, const char *pat
  * Graceful stop: closes the listeners, closes idle keep-alive connections,
  * lets requests in progress finish (their responses carry
  * "Connection: close"), then calls done(arg) when no connection is left,
- * or when deadline_ms has passed, after closing what remains.
+ * or when deadline_ms has passed, after closing what remains (requests
+ * still with a handler get their abort callback). done runs from the
+ * loop, never from inside httpd_shutdown(); a second call does nothing.
  */
 void httpd_shutdown(httpd *h, uint64_t deadline_ms, httpd_cb_fn done, void *arg);
 
@@ -180,7 +182,12 @@ int httpd_status_http(enum st_status st, const char **code);
  * Streaming responses (chunked transfer encoding). stream_write() copies
  * data and returns false once the buffered output is above the high-water
  * mark: the producer should stop and wait for the drain callback, which
- * runs once the output has drained below half the high-water mark.
+ * runs once the output has drained below half the high-water mark. The
+ * drain callback stays registered and runs once after each write that
+ * returned false. stream_write() also returns false, for good, once the
+ * request is aborted: no drain follows, the abort callback does. HTTP/1.0
+ * clients get the body unchunked and the connection closed at its end;
+ * HEAD requests get the headers only.
  */
 void httpd_stream_begin(struct httpd_req *req, int status, const char *content_type);
 bool httpd_stream_write(struct httpd_req *req, const void *data, size_t len);
@@ -191,7 +198,10 @@ void httpd_stream_end(struct httpd_req *req);
  * The client went away (or the server's shutdown deadline passed) before
  * the response finished: fn(arg) runs once, on the loop thread. The
  * request stays allocated until the handler finishes it with a reply or
- * stream_end, which then write nothing.
+ * stream_end, which then write nothing (fn may do so itself). Registered
+ * on a request already aborted, fn runs at once. A client that closes its
+ * sending side while its request is being handled counts as gone, as does
+ * one that stops reading for write_timeout_ms.
  */
 void httpd_req_on_abort(struct httpd_req *req, httpd_cb_fn fn, void *arg);
 bool httpd_req_is_aborted(const struct httpd_req *req);

@@ -75,14 +75,14 @@ static const http_parser_settings settings = {
 /* RFC 9110 tchar. */
 static const unsigned char tchar[256] = {
     ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1,
-    ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1, ['0'] = 1,
-    ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1,
-    ['9'] = 1, ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1,
-    ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1,
-    ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1,
-    ['X'] = 1, ['Y'] = 1, ['Z'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1,
-    ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1,
-    ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1,
+    ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1,  ['~'] = 1, ['0'] = 1,
+    ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1,  ['7'] = 1, ['8'] = 1,
+    ['9'] = 1, ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1,  ['F'] = 1, ['G'] = 1,
+    ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1,  ['N'] = 1, ['O'] = 1,
+    ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1,  ['V'] = 1, ['W'] = 1,
+    ['X'] = 1, ['Y'] = 1, ['Z'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1,  ['d'] = 1, ['e'] = 1,
+    ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1,  ['l'] = 1, ['m'] = 1,
+    ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1,  ['t'] = 1, ['u'] = 1,
     ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
 };
 
@@ -328,6 +328,7 @@ static bool name_is(const struct httpd_req *req, const struct httpd_hdr *h, cons
 static int check_headers(struct httpd_parser *p, struct httpd_req *req)
 {
     const char *te = NULL;
+    unsigned n_host = 0;
 
     for (size_t i = 0; i < req->nhdrs; i++) {
         const struct httpd_hdr *h = &req->hdrs[i];
@@ -343,6 +344,8 @@ static int check_headers(struct httpd_parser *p, struct httpd_req *req)
         } else if (NAME_IS(req, h, "expect")) {
             if (!strcasecmp(val, "100-continue"))
                 req->expect_continue = true;
+        } else if (NAME_IS(req, h, "host")) {
+            n_host++;
         }
     }
     if (p->n_cl > 1)
@@ -359,6 +362,12 @@ static int check_headers(struct httpd_parser *p, struct httpd_req *req)
             return fail(p, 501, "not_implemented", "transfer coding other than chunked");
         return fail(p, 400, "bad_request", "transfer coding chunked must be last");
     }
+    /* RFC 9112 3.2: an HTTP/1.1 request has exactly one Host header. */
+    if (req->http_minor >= 1 && n_host != 1)
+        return fail(p, 400, "bad_request",
+                    n_host ? "more than one Host header" : "missing Host header");
+    if (req->http_minor == 0 && n_host > 1)
+        return fail(p, 400, "bad_request", "more than one Host header");
     return 0;
 }
 
@@ -397,11 +406,11 @@ static int on_headers_complete(http_parser *hp)
             return fail(p, 413, "payload_too_large",
                         "request body of %llu bytes is over the limit of %zu bytes",
                         (unsigned long long)hp->content_length, p->lim.max_body_bytes);
-        req->body = malloc((size_t)hp->content_length);
+        req->pool = p->pool;
+        req->body = httpd__pool_get(p->pool, (size_t)hp->content_length, &req->body_alloc);
         if (!req->body)
             return fail(p, 503, "overloaded", "out of memory for a %llu-byte body",
                         (unsigned long long)hp->content_length);
-        req->body_alloc = (size_t)hp->content_length;
         p->bstate = HB_LENGTH;
         p->remaining = hp->content_length;
     }
@@ -424,7 +433,12 @@ static int body_reserve(struct httpd_parser *p, struct httpd_req *req, uint64_t 
     while (want - req->body_len < len)
         want = want <= SIZE_MAX / 2 ? want * 2 : SIZE_MAX;
     want = ST_MIN(want, p->lim.max_body_bytes);
-    nb = realloc(req->body, want);
+    if (!req->body) {
+        req->pool = p->pool;
+        nb = httpd__pool_get(p->pool, want, &want);
+    } else {
+        nb = realloc(req->body, want);
+    }
     if (!nb)
         return fail(p, 503, "overloaded", "out of memory for a %zu-byte body", want);
     req->body = nb;
@@ -673,9 +687,10 @@ static bool version_ok(const char *tail, size_t len)
  * Follows the request line through the bytes about to be parsed and checks
  * its version token when its LF arrives (http-parser, not built strict,
  * checks only the 'H'). Blank lines before a request are skipped, as
- * http-parser does.
+ * http-parser does. Returns the offset of the LF ending a bad request
+ * line, or SIZE_MAX.
  */
-static bool scan_request_line(struct httpd_parser *p, const char *data, size_t n)
+static size_t scan_request_line(struct httpd_parser *p, const char *data, size_t n)
 {
     size_t i = 0;
 
@@ -705,16 +720,13 @@ static bool scan_request_line(struct httpd_parser *p, const char *data, size_t n
             continue;
         }
         p->line_done = true;
-        if (!version_ok(p->tail, p->tail_len)) {
-            fail(p, 400, "bad_request", "invalid HTTP version in request line");
-            return false;
-        }
+        if (!version_ok(p->tail, p->tail_len))
+            return end;
     }
-    return true;
+    return SIZE_MAX;
 }
 
-static void fail_from_errno(struct httpd_parser *p, enum http_errno e, const char *at,
-                            size_t avail)
+static void fail_from_errno(struct httpd_parser *p, enum http_errno e, const char *at, size_t avail)
 {
     switch (e) {
     case HPE_HEADER_OVERFLOW:
@@ -754,10 +766,10 @@ static size_t exec(struct httpd_parser *p, const char *data, size_t n)
 /* Feeds head bytes to http-parser. Returns bytes consumed; false in *ok on error. */
 static size_t head_feed(struct httpd_parser *p, const char *data, size_t len, bool *ok)
 {
-    size_t room = p->lim.max_header_bytes > p->head_bytes
-                      ? p->lim.max_header_bytes - p->head_bytes
-                      : 0;
+    size_t room =
+        p->lim.max_header_bytes > p->head_bytes ? p->lim.max_header_bytes - p->head_bytes : 0;
     size_t n = ST_MIN(len, room);
+    size_t bad_line = SIZE_MAX;
     size_t got;
     enum http_errno e;
 
@@ -767,11 +779,20 @@ static size_t head_feed(struct httpd_parser *p, const char *data, size_t len, bo
              p->lim.max_header_bytes);
         return 0;
     }
-    if (!p->line_done && !scan_request_line(p, data, n))
-        return 0;
+    if (!p->line_done)
+        bad_line = scan_request_line(p, data, n);
     got = exec(p, data, n);
     p->head_bytes += got;
     e = HTTP_PARSER_ERRNO(&p->hp);
+    /*
+     * A bad version token is reported unless http-parser failed on a byte
+     * before the line's end; so where reads end never changes the answer.
+     */
+    if (bad_line != SIZE_MAX && (e == HPE_OK || e == HPE_PAUSED || got > bad_line)) {
+        p->err_status = 0;
+        fail(p, 400, "bad_request", "invalid HTTP version in request line");
+        return got;
+    }
     if (e == HPE_PAUSED && p->head_complete) {
         http_parser_pause(&p->hp, 0);
         /* Not strict, http-parser takes any byte as the final LF. */

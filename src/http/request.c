@@ -17,10 +17,10 @@
 #include "http/http_int.h"
 
 /* Blocks beyond the inline one, and the largest head buffer kept on reuse. */
-#define ARENA_BLOCK_MIN  4096
-#define HEAD_KEEP_MAX    (64 * 1024)
-#define HDRS_KEEP_MAX    256
-#define RESP_HDRS_KEEP   4096
+#define ARENA_BLOCK_MIN 4096
+#define HEAD_KEEP_MAX   (64 * 1024)
+#define HDRS_KEEP_MAX   256
+#define RESP_HDRS_KEEP  4096
 
 static void arena_init(struct httpd_req *req)
 {
@@ -45,6 +45,63 @@ static void arena_release(struct httpd_req *req)
     arena_init(req);
 }
 
+char *httpd__pool_get(struct httpd_bufpool *pool, size_t want, size_t *cap)
+{
+    size_t best = SIZE_MAX;
+    char *buf;
+
+    if (pool && want >= HTTPD_POOL_MIN / 2) {
+        /* The smallest kept buffer that fits, if not wastefully big. */
+        for (size_t i = 0; i < pool->n; i++) {
+            size_t c = pool->ent[i].cap;
+
+            if (c >= want && c / 4 <= want && (best == SIZE_MAX || c < pool->ent[best].cap))
+                best = i;
+        }
+        if (best != SIZE_MAX) {
+            buf = pool->ent[best].buf;
+            *cap = pool->ent[best].cap;
+            pool->bytes -= *cap;
+            pool->ent[best] = pool->ent[--pool->n];
+            return buf;
+        }
+    }
+    buf = malloc(want);
+    *cap = buf ? want : 0;
+    return buf;
+}
+
+void httpd__pool_put(struct httpd_bufpool *pool, char *buf, size_t cap)
+{
+    if (!buf)
+        return;
+    if (!pool || cap < HTTPD_POOL_MIN || pool->n == HTTPD_POOL_SLOTS ||
+        pool->bytes + cap > HTTPD_POOL_MAX_BYTES) {
+        free(buf);
+        return;
+    }
+    pool->ent[pool->n].buf = buf;
+    pool->ent[pool->n].cap = cap;
+    pool->n++;
+    pool->bytes += cap;
+}
+
+void httpd__pool_release(struct httpd_bufpool *pool)
+{
+    for (size_t i = 0; i < pool->n; i++)
+        free(pool->ent[i].buf);
+    pool->n = 0;
+    pool->bytes = 0;
+}
+
+static void body_release(struct httpd_req *req)
+{
+    httpd__pool_put(req->pool, req->body, req->body_alloc);
+    req->body = NULL;
+    req->body_alloc = 0;
+    req->body_len = 0;
+}
+
 struct httpd_req *httpd__req_new(void)
 {
     struct httpd_req *req = xcalloc(1, sizeof(*req));
@@ -61,10 +118,10 @@ void httpd__req_free(struct httpd_req *req)
     if (!req)
         return;
     arena_release(req);
+    body_release(req);
     strbuf_release(&req->head);
     strbuf_release(&req->resp_hdrs);
     free(req->hdrs);
-    free(req->body);
     free(req);
 }
 
@@ -76,7 +133,7 @@ void httpd__req_reset(struct httpd_req *req)
     size_t hdrs_alloc = req->hdrs_alloc;
 
     arena_release(req);
-    free(req->body);
+    body_release(req);
     if (head.alloc > HEAD_KEEP_MAX)
         strbuf_release(&head);
     strbuf_reset(&head);

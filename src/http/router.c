@@ -169,8 +169,8 @@ void httpd__methods_str(struct strbuf *sb, unsigned mask)
         unsigned flag;
         const char *name;
     } names[] = {
-        {HTTPD_M_GET, "GET"},       {HTTPD_M_HEAD, "HEAD"},   {HTTPD_M_POST, "POST"},
-        {HTTPD_M_PUT, "PUT"},       {HTTPD_M_DELETE, "DELETE"}, {HTTPD_M_PATCH, "PATCH"},
+        {HTTPD_M_GET, "GET"},         {HTTPD_M_HEAD, "HEAD"},     {HTTPD_M_POST, "POST"},
+        {HTTPD_M_PUT, "PUT"},         {HTTPD_M_DELETE, "DELETE"}, {HTTPD_M_PATCH, "PATCH"},
         {HTTPD_M_OPTIONS, "OPTIONS"},
     };
     bool first = true;

@@ -32,8 +32,7 @@ struct result {
     char msg[128];
 };
 
-static struct result parse_steps(struct httpd_parser *p, const char *data, size_t len,
-                                 size_t step)
+static struct result parse_steps(struct httpd_parser *p, const char *data, size_t len, size_t step)
 {
     struct result r;
     size_t off = 0;
@@ -130,8 +129,8 @@ START_TEST(test_methods)
         const char *name;
         unsigned flag;
     } m[] = {
-        {"GET", HTTPD_M_GET},         {"HEAD", HTTPD_M_HEAD},     {"POST", HTTPD_M_POST},
-        {"PUT", HTTPD_M_PUT},         {"DELETE", HTTPD_M_DELETE}, {"PATCH", HTTPD_M_PATCH},
+        {"GET", HTTPD_M_GET},         {"HEAD", HTTPD_M_HEAD},      {"POST", HTTPD_M_POST},
+        {"PUT", HTTPD_M_PUT},         {"DELETE", HTTPD_M_DELETE},  {"PATCH", HTTPD_M_PATCH},
         {"OPTIONS", HTTPD_M_OPTIONS}, {"PROPFIND", HTTPD_M_OTHER},
     };
 
@@ -140,7 +139,7 @@ START_TEST(test_methods)
         char buf[128];
         struct result r;
 
-        snprintf(buf, sizeof(buf), "%s / HTTP/1.1\r\n\r\n", m[i].name);
+        snprintf(buf, sizeof(buf), "%s / HTTP/1.1\r\nHost: t\r\n\r\n", m[i].name);
         r = parse1(&p, buf);
         ck_assert_int_eq(r.rc, HTTPD_PARSE_DONE);
         ck_assert_uint_eq(r.req->method, m[i].flag);
@@ -149,16 +148,16 @@ START_TEST(test_methods)
         httpd__parser_release(&p);
     }
     /* An unknown upper-case token is an unimplemented method; garbage is not. */
-    ck_assert_int_eq(error_status("FOO / HTTP/1.1\r\n\r\n"), 501);
-    ck_assert_int_eq(error_status("GEX / HTTP/1.1\r\n\r\n"), 501);
-    ck_assert_int_eq(error_status("get / HTTP/1.1\r\n\r\n"), 400);
-    ck_assert_int_eq(error_status("\x01\x02 / HTTP/1.1\r\n\r\n"), 400);
+    ck_assert_int_eq(error_status("FOO / HTTP/1.1\r\nHost: t\r\n\r\n"), 501);
+    ck_assert_int_eq(error_status("GEX / HTTP/1.1\r\nHost: t\r\n\r\n"), 501);
+    ck_assert_int_eq(error_status("get / HTTP/1.1\r\nHost: t\r\n\r\n"), 400);
+    ck_assert_int_eq(error_status("\x01\x02 / HTTP/1.1\r\nHost: t\r\n\r\n"), 400);
 }
 END_TEST
 
 START_TEST(test_content_length_body)
 {
-    static const char req[] = "POST /ingest HTTP/1.1\r\nContent-Length: 11\r\n\r\nhello world";
+    static const char req[] = "POST /ingest HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\nhello world";
     struct httpd_parser p;
 
     for (size_t step = 1; step <= sizeof(req); step++) {
@@ -182,7 +181,7 @@ END_TEST
 
 START_TEST(test_chunked_body)
 {
-    static const char req[] = "POST /x HTTP/1.1\r\n"
+    static const char req[] = "POST /x HTTP/1.1\r\nHost: t\r\n"
                               "Transfer-Encoding: chunked\r\n"
                               "\r\n"
                               "5;name=value\r\nhello\r\n"
@@ -218,7 +217,7 @@ START_TEST(test_split_every_offset)
 {
     static const char *const reqs[] = {
         "GET /a/b?x=%41 HTTP/1.1\r\nHost: h\r\nAccept: */*\r\nX-Long: aaaaaaaaaaaa\r\n\r\n",
-        "PUT /p HTTP/1.1\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\nabc",
+        "PUT /p HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\nabc",
     };
 
     for (size_t i = 0; i < ST_ARRAY_SIZE(reqs); i++) {
@@ -260,10 +259,10 @@ END_TEST
 
 START_TEST(test_pipelined)
 {
-    static const char data[] = "GET /one HTTP/1.1\r\n\r\n"
-                               "POST /two HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi"
+    static const char data[] = "GET /one HTTP/1.1\r\nHost: t\r\n\r\n"
+                               "POST /two HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi"
                                "\r\n" /* stray CRLF between requests is allowed */
-                               "GET /three HTTP/1.1\r\nConnection: close\r\n\r\n"
+                               "GET /three HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
                                "GET /four";
     static const char *const paths[] = {"/one", "/two", "/three"};
     struct httpd_parser p;
@@ -300,8 +299,8 @@ START_TEST(test_keep_alive_rules)
         const char *req;
         bool keep;
     } cases[] = {
-        {"GET / HTTP/1.1\r\n\r\n", true},
-        {"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", false},
+        {"GET / HTTP/1.1\r\nHost: t\r\n\r\n", true},
+        {"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", false},
         {"GET / HTTP/1.0\r\n\r\n", false},
         {"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", true},
     };
@@ -321,7 +320,7 @@ END_TEST
 START_TEST(test_absolute_form_and_fragment)
 {
     struct httpd_parser p;
-    struct result r = parse1(&p, "GET http://example.com:80/p/q?z=9 HTTP/1.1\r\n\r\n");
+    struct result r = parse1(&p, "GET http://example.com:80/p/q?z=9 HTTP/1.1\r\nHost: t\r\n\r\n");
 
     ck_assert_int_eq(r.rc, HTTPD_PARSE_DONE);
     ck_assert_str_eq(r.req->path, "/p/q");
@@ -329,10 +328,26 @@ START_TEST(test_absolute_form_and_fragment)
     httpd__req_free(r.req);
     httpd__parser_release(&p);
 
-    r = parse1(&p, "GET /frag?x=1#top HTTP/1.1\r\n\r\n");
+    r = parse1(&p, "GET /frag?x=1#top HTTP/1.1\r\nHost: t\r\n\r\n");
     ck_assert_int_eq(r.rc, HTTPD_PARSE_DONE);
     ck_assert_str_eq(r.req->path, "/frag");
     ck_assert_str_eq(httpd_req_query_arg(r.req, "x"), "1");
+    httpd__req_free(r.req);
+    httpd__parser_release(&p);
+}
+END_TEST
+
+/* RFC 9112 3.2: HTTP/1.1 needs exactly one Host; HTTP/1.0 at most one. */
+START_TEST(test_host_header_rules)
+{
+    struct httpd_parser p;
+    struct result r;
+
+    ck_assert_int_eq(error_status("GET / HTTP/1.1\r\n\r\n"), 400);
+    ck_assert_int_eq(error_status("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"), 400);
+    ck_assert_int_eq(error_status("GET / HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n"), 400);
+    r = parse1(&p, "GET / HTTP/1.0\r\n\r\n");
+    ck_assert_int_eq(r.rc, HTTPD_PARSE_DONE);
     httpd__req_free(r.req);
     httpd__parser_release(&p);
 }
@@ -345,67 +360,68 @@ START_TEST(test_ambiguous_framing)
         int status;
     } cases[] = {
         /* Two Content-Length headers, equal or not. */
-        {"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc", 400},
-        {"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400},
+        {"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc", 400},
+        {"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400},
         /* Content-Length with Transfer-Encoding, both orders. */
-        {"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+        {"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
          "3\r\nabc\r\n0\r\n\r\n",
          400},
-        {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"
+        {"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"
          "3\r\nabc\r\n0\r\n\r\n",
          400},
         /* Transfer codings other than chunked. */
-        {"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", 400},
-        {"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 501},
-        {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
+        {"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n", 400},
+        {"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 501},
+        {"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
          "0\r\n\r\n",
          400},
-        {"POST / HTTP/1.1\r\nTransfer-Encoding: chunkedx\r\n\r\n0\r\n\r\n", 400},
+        {"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunkedx\r\n\r\n0\r\n\r\n", 400},
         /* Malformed chunks. */
-        {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n", 400},
-        {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\nabc\r\n0\r\n\r\n", 400},
-        {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        {"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n", 400},
+        {"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\nabc\r\n0\r\n\r\n", 400},
+        {"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
          "fffffffffffffffffff\r\nabc\r\n0\r\n\r\n",
          413},
-        {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n;x\r\nabc\r\n0\r\n\r\n", 400},
+        {"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n;x\r\nabc\r\n0\r\n\r\n", 400},
         /* What http-parser, built without HTTP_PARSER_STRICT, lets through. */
-        {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXY0\r\n\r\n", 400},
-        {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\rXabc\r\n0\r\n\r\n", 400},
-        {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\n0\n\n", 400},
-        {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\rX", 400},
-        {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;a=\x01\r\nabc\r\n0\r\n\r\n",
-         400},
-        {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nBad Trailer: x\r\n\r\n", 400},
-        {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nT: x\x01\r\n\r\n", 400},
-        {"GET / HTTP/1.1\r\nA: b\r\n\rX", 400},
+        {"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXY0\r\n\r\n", 400},
+        {"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\rXabc\r\n0\r\n\r\n", 400},
+        {"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\n0\n\n", 400},
+        {"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\rX", 400},
+        {"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3;a=\x01\r\nabc\r\n0\r\n\r\n", 400},
+        {"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nBad Trailer: x\r\n\r\n", 400},
+        {"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nT: x\x01\r\n\r\n", 400},
+        {"GET / HTTP/1.1\r\nHost: t\r\nA: b\r\n\rX", 400},
         {"GET / HTXP/1.1\r\n\r\n", 400},
         {"GET / H/1.1\r\n\r\n", 400},
         {"GET / HTTP/1.\r\n\r\n", 400},
-        {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX\r\n0\r\n\r\n", 400},
+        {"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX\r\n0\r\n\r\n", 400},
         /* Bad Content-Length values. */
-        {"POST / HTTP/1.1\r\nContent-Length: 1 2\r\n\r\nab", 400},
-        {"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400},
-        {"POST / HTTP/1.1\r\nContent-Length: +1\r\n\r\na", 400},
-        {"POST / HTTP/1.1\r\nContent-Length: 1,1\r\n\r\na", 400},
-        {"POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n", 400},
+        {"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1 2\r\n\r\nab", 400},
+        {"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: -1\r\n\r\n", 400},
+        {"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: +1\r\n\r\na", 400},
+        {"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1,1\r\n\r\na", 400},
+        {"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 99999999999999999999999\r\n\r\n", 400},
         /* Header syntax. */
-        {"GET / HTTP/1.1\r\nHost : x\r\n\r\n", 400},
-        {"GET / HTTP/1.1\r\nHost\t: x\r\n\r\n", 400},
-        {"GET / HTTP/1.1\r\nHo st: x\r\n\r\n", 400},
-        {"GET / HTTP/1.1\r\n Host: x\r\n\r\n", 400},
+        {"GET / HTTP/1.1\r\nHost: t\r\nHost : x\r\n\r\n", 400},
+        {"GET / HTTP/1.1\r\nHost: t\r\nHost\t: x\r\n\r\n", 400},
+        {"GET / HTTP/1.1\r\nHost: t\r\nHo st: x\r\n\r\n", 400},
+        {"GET / HTTP/1.1\r\nHost: t\r\n Host: x\r\n\r\n", 400},
         {"GET / HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n", 400},
         {"GET / HTTP/1.1\r\nHost: x\r\n\tfolded\r\n\r\n", 400},
-        {"GET / HTTP/1.1\r\n: x\r\n\r\n", 400},
-        {"GET / HTTP/1.1\r\nHost: a\x01" "b\r\n\r\n", 400},
+        {"GET / HTTP/1.1\r\nHost: t\r\n: x\r\n\r\n", 400},
+        {"GET / HTTP/1.1\r\nHost: a\x01"
+         "b\r\n\r\n",
+         400},
         {"GET / HTTP/1.1\r\nHost: x\rY\r\n\r\n", 400},
-        {"GET / HTTP/1.1\r\nNoColon\r\n\r\n", 400},
+        {"GET / HTTP/1.1\r\nHost: t\r\nNoColon\r\n\r\n", 400},
         /* Request line. */
-        {"GET /a b HTTP/1.1\r\n\r\n", 400},
+        {"GET /a b HTTP/1.1\r\nHost: t\r\n\r\n", 400},
         {"GET / HTTP/1.1 \r\n\r\n", 400},
         {"GET / HTTX/1.1\r\n\r\n", 400},
         {"GET / HTTP/2.0\r\n\r\n", 505},
         {"GET\r\n\r\n", 400},
-        {"GET /\x7f HTTP/1.1\r\n\r\n", 400},
+        {"GET /\x7f HTTP/1.1\r\nHost: t\r\n\r\n", 400},
     };
 
     for (size_t i = 0; i < ST_ARRAY_SIZE(cases); i++) {
@@ -419,7 +435,7 @@ END_TEST
 
 START_TEST(test_fold_split_everywhere)
 {
-    static const char req[] = "GET / HTTP/1.1\r\nX-A: one\r\n two\r\n\r\n";
+    static const char req[] = "GET / HTTP/1.1\r\nHost: t\r\nX-A: one\r\n two\r\n\r\n";
     size_t len = sizeof(req) - 1;
 
     for (size_t cut = 1; cut < len; cut++) {
@@ -445,7 +461,7 @@ START_TEST(test_header_limit)
     size_t base;
 
     /* Exactly at the limit is fine; one byte more is 431. */
-    strbuf_addstr(&sb, "GET / HTTP/1.1\r\nX-Pad: ");
+    strbuf_addstr(&sb, "GET / HTTP/1.1\r\nHost: t\r\nX-Pad: ");
     base = sb.len + 4; /* "\r\n\r\n" */
     while (sb.len < lim.max_header_bytes - 4)
         strbuf_addch(&sb, 'a');
@@ -458,7 +474,7 @@ START_TEST(test_header_limit)
     httpd__parser_release(&p);
 
     strbuf_reset(&sb);
-    strbuf_addstr(&sb, "GET / HTTP/1.1\r\nX-Pad: ");
+    strbuf_addstr(&sb, "GET / HTTP/1.1\r\nHost: t\r\nX-Pad: ");
     while (sb.len < lim.max_header_bytes - 3)
         strbuf_addch(&sb, 'a');
     strbuf_addstr(&sb, "\r\n\r\n");
@@ -490,7 +506,7 @@ START_TEST(test_body_limit_content_length)
     size_t len;
 
     /* Refused at the end of the headers, with no body byte sent. */
-    len = (size_t)snprintf(buf, sizeof(buf), "POST / HTTP/1.1\r\nContent-Length: %zu\r\n\r\n",
+    len = (size_t)snprintf(buf, sizeof(buf), "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n",
                            lim.max_body_bytes + 1);
     httpd__parser_init(&p, &lim);
     httpd__parser_feed(&p, buf, len, &rc);
@@ -505,7 +521,7 @@ START_TEST(test_body_limit_content_length)
         struct strbuf sb = STRBUF_INIT;
         struct result r;
 
-        strbuf_addf(&sb, "POST / HTTP/1.1\r\nContent-Length: %zu\r\n\r\n", lim.max_body_bytes);
+        strbuf_addf(&sb, "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n", lim.max_body_bytes);
         for (size_t i = 0; i < lim.max_body_bytes; i++)
             strbuf_addch(&sb, 'b');
         r = parse1(&p, sb.buf);
@@ -525,7 +541,7 @@ START_TEST(test_body_limit_chunked)
     enum httpd_parse_rc rc;
 
     /* A chunk header that announces too much is refused before its data. */
-    strbuf_addf(&sb, "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n%zx\r\n",
+    strbuf_addf(&sb, "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n%zx\r\n",
                 lim.max_body_bytes + 1);
     httpd__parser_init(&p, &lim);
     httpd__parser_feed(&p, sb.buf, sb.len, &rc);
@@ -535,7 +551,7 @@ START_TEST(test_body_limit_chunked)
 
     /* Many small chunks growing past the limit. */
     strbuf_reset(&sb);
-    strbuf_addstr(&sb, "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+    strbuf_addstr(&sb, "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
     for (size_t total = 0; total <= lim.max_body_bytes; total += 100) {
         strbuf_addstr(&sb, "64\r\n");
         for (int i = 0; i < 100; i++)
@@ -547,7 +563,7 @@ START_TEST(test_body_limit_chunked)
 
     /* Trailers are bounded like headers. */
     strbuf_reset(&sb);
-    strbuf_addstr(&sb, "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-T: ");
+    strbuf_addstr(&sb, "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-T: ");
     while (sb.len < 2 * lim.max_header_bytes)
         strbuf_addch(&sb, 't');
     strbuf_addstr(&sb, "\r\n\r\n");
@@ -558,8 +574,8 @@ END_TEST
 
 START_TEST(test_limits_change_between_requests)
 {
-    static const char two[] = "GET /a HTTP/1.1\r\nX: 1234567890\r\n\r\n"
-                              "GET /b HTTP/1.1\r\nX: 1234567890\r\n\r\n";
+    static const char two[] = "GET /a HTTP/1.1\r\nHost: t\r\nX: 1234567890\r\n\r\n"
+                              "GET /b HTTP/1.1\r\nHost: t\r\nX: 1234567890\r\n\r\n";
     struct httpd_parser p;
     enum httpd_parse_rc rc;
     size_t got;
@@ -581,13 +597,13 @@ START_TEST(test_expect_and_upgrade)
     struct httpd_parser p;
     struct result r;
 
-    r = parse1(&p, "POST / HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\nx");
+    r = parse1(&p, "POST / HTTP/1.1\r\nHost: t\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\nx");
     ck_assert_int_eq(r.rc, HTTPD_PARSE_DONE);
     ck_assert(r.req->expect_continue);
     httpd__req_free(r.req);
     httpd__parser_release(&p);
 
-    r = parse1(&p, "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+    r = parse1(&p, "GET / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
     ck_assert_int_eq(r.rc, HTTPD_PARSE_DONE);
     ck_assert(r.req->upgrade);
     httpd__req_free(r.req);
@@ -604,7 +620,7 @@ START_TEST(test_error_is_sticky)
     httpd__parser_init(&p, &lim);
     httpd__parser_feed(&p, "BAD\x01", 4, &rc);
     ck_assert_int_eq(rc, HTTPD_PARSE_ERROR);
-    got = httpd__parser_feed(&p, "GET / HTTP/1.1\r\n\r\n", 18, &rc);
+    got = httpd__parser_feed(&p, "GET / HTTP/1.1\r\nHost: t\r\n\r\n", 18, &rc);
     ck_assert_int_eq(rc, HTTPD_PARSE_ERROR);
     ck_assert_uint_eq(got, 0);
     httpd__parser_release(&p);
@@ -650,6 +666,7 @@ static Suite *parser_suite(void)
     tcase_add_test(tc, test_keep_alive_rules);
     tcase_add_test(tc, test_absolute_form_and_fragment);
     tcase_add_test(tc, test_ambiguous_framing);
+    tcase_add_test(tc, test_host_header_rules);
     tcase_add_test(tc, test_fold_split_everywhere);
     tcase_add_test(tc, test_header_limit);
     tcase_add_test(tc, test_body_limit_content_length);

@@ -218,11 +218,12 @@ static void h_big(struct httpd_req *req, void *arg)
 {
     struct strbuf sb = STRBUF_INIT;
     size_t n = (size_t)atol(httpd_req_param(req, "kb")) * 1024;
+    char *z = xmalloc(n);
 
+    memset(z, 'z', n);
+    strbuf_add(&sb, z, n);
+    free(z);
     ST_UNUSED(arg);
-    strbuf_grow(&sb, n);
-    memset(sb.buf, 'z', n);
-    strbuf_setlen(&sb, n);
     httpd_reply_strbuf(req, 200, "application/octet-stream", &sb);
 }
 
@@ -275,9 +276,9 @@ static void srv_start_m(const struct httpd_limits *lim, bool metrics)
     httpd_route(S.h, HTTPD_ON_BOTH, HTTPD_M_GET, "/busy", "busy", h_busy, NULL);
     httpd_route(S.h, HTTPD_ON_QUERY, HTTPD_M_GET, "/v1/q", "q", h_query_only, NULL);
     for (int l = 0; l < HTTPD_NLISTENERS; l++) {
-        ck_assert_int_eq(httpd_listen(S.h, (enum httpd_listener)l, "127.0.0.1:0", bound,
-                                      sizeof(bound), &err),
-                         ST_OK);
+        ck_assert_int_eq(
+            httpd_listen(S.h, (enum httpd_listener)l, "127.0.0.1:0", bound, sizeof(bound), &err),
+            ST_OK);
         S.port[l] = atoi(strrchr(bound, ':') + 1);
         ck_assert_int_gt(S.port[l], 0);
     }
@@ -507,6 +508,11 @@ static void cli_send(struct cli *c, const char *s)
     cli_sendn(c, s, strlen(s));
 }
 
+static void cli_send_fd(int fd, const char *s)
+{
+    ck_assert_int_eq(send(fd, s, strlen(s), MSG_NOSIGNAL), (ssize_t)strlen(s));
+}
+
 static void resp_init(struct resp *r)
 {
     memset(r, 0, sizeof(*r));
@@ -641,7 +647,7 @@ START_TEST(test_keep_alive)
     ck_assert_uint_eq(open_conns(), 1);
 
     /* Connection: close is honoured. */
-    roundtrip(&c, "GET /hello HTTP/1.1\r\nConnection: close\r\n\r\n", 200, &r);
+    roundtrip(&c, "GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", 200, &r);
     ck_assert_str_eq(hdr(&r, "connection"), "close");
     ck_assert_int_eq(cli_wait_eof(&c, 2000), 1);
     resp_release(&r);
@@ -684,12 +690,12 @@ START_TEST(test_pipelining_order)
     srv_start(&lim);
     cli_open(&c, HTTPD_QUERY);
     /* Slow and fast, sync and async handlers, in one write. */
-    cli_send(&c, "GET /delay/80 HTTP/1.1\r\n\r\n"
-                 "GET /hello HTTP/1.1\r\n\r\n"
-                 "GET /delay/20 HTTP/1.1\r\n\r\n"
-                 "POST /echo HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyz"
-                 "GET /delay/0 HTTP/1.1\r\n\r\n"
-                 "GET /hello HTTP/1.1\r\nConnection: close\r\n\r\n");
+    cli_send(&c, "GET /delay/80 HTTP/1.1\r\nHost: t\r\n\r\n"
+                 "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n"
+                 "GET /delay/20 HTTP/1.1\r\nHost: t\r\n\r\n"
+                 "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nxyz"
+                 "GET /delay/0 HTTP/1.1\r\nHost: t\r\n\r\n"
+                 "GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     for (size_t i = 0; i < ST_ARRAY_SIZE(want); i++) {
         ck_assert(cli_read(&c, &r));
         ck_assert_int_eq(r.status, 200);
@@ -709,7 +715,7 @@ START_TEST(test_chunked_request)
 
     srv_start(&lim);
     cli_open(&c, HTTPD_INGEST);
-    cli_send(&c, "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+    cli_send(&c, "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
     sleep_ms(20);
     cli_send(&c, "5;ext=1\r\nhello\r\n");
     sleep_ms(20);
@@ -720,7 +726,7 @@ START_TEST(test_chunked_request)
     ck_assert_str_eq(hdr(&r, "x-len"), "11");
     resp_release(&r);
     /* The connection is still usable. */
-    roundtrip(&c, "GET /hello HTTP/1.1\r\n\r\n", 200, &r);
+    roundtrip(&c, "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n", 200, &r);
     resp_release(&r);
     cli_close(&c);
     srv_stop();
@@ -735,7 +741,7 @@ START_TEST(test_expect_continue)
     lim.max_body_bytes = 1024;
     srv_start(&lim);
     cli_open(&c, HTTPD_INGEST);
-    cli_send(&c, "PUT /echo HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+    cli_send(&c, "PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
     ck_assert(cli_read(&c, &r));
     ck_assert_int_eq(r.status, 100);
     resp_release(&r);
@@ -746,7 +752,7 @@ START_TEST(test_expect_continue)
     resp_release(&r);
 
     /* Over the limit: the final answer straight away, no 100, then close. */
-    cli_send(&c, "PUT /echo HTTP/1.1\r\nContent-Length: 2000\r\nExpect: 100-continue\r\n\r\n");
+    cli_send(&c, "PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 2000\r\nExpect: 100-continue\r\n\r\n");
     ck_assert(cli_read(&c, &r));
     ck_assert_int_eq(r.status, 413);
     check_error_body(&r, "payload_too_large");
@@ -767,7 +773,7 @@ START_TEST(test_header_limit)
     lim.max_header_bytes = 512;
     srv_start(&lim);
     cli_open(&c, HTTPD_INGEST);
-    strbuf_addstr(&sb, "GET /hello HTTP/1.1\r\nX-Big: ");
+    strbuf_addstr(&sb, "GET /hello HTTP/1.1\r\nHost: t\r\nX-Big: ");
     for (int i = 0; i < 1000; i++)
         strbuf_addch(&sb, 'a');
     strbuf_addstr(&sb, "\r\n\r\n");
@@ -791,7 +797,7 @@ START_TEST(test_body_limit_before_body)
     srv_start(&lim);
     cli_open(&c, HTTPD_INGEST);
     /* No body byte is sent: the answer comes from the headers alone. */
-    roundtrip(&c, "POST /echo HTTP/1.1\r\nContent-Length: 1025\r\n\r\n", 413, &r);
+    roundtrip(&c, "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1025\r\n\r\n", 413, &r);
     check_error_body(&r, "payload_too_large");
     ck_assert_int_eq(cli_wait_eof(&c, 2000), 1);
     resp_release(&r);
@@ -799,7 +805,7 @@ START_TEST(test_body_limit_before_body)
 
     /* Chunked, growing past the limit. */
     cli_open(&c, HTTPD_INGEST);
-    cli_send(&c, "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+    cli_send(&c, "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
     for (int i = 0; i < 3; i++) {
         char chunk[600];
 
@@ -819,8 +825,9 @@ END_TEST
 
 START_TEST(test_header_timeout_slowloris)
 {
-    static const char req[] = "GET /hello HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-                              "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    static const char req[] =
+        "GET /hello HTTP/1.1\r\nHost: t\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
     struct cli c;
     struct resp r;
     uint64_t t0;
@@ -864,7 +871,7 @@ START_TEST(test_body_timeout)
     lim.body_timeout_ms = 300;
     srv_start(&lim);
     cli_open(&c, HTTPD_INGEST);
-    cli_send(&c, "POST /echo HTTP/1.1\r\nContent-Length: 100\r\n\r\n");
+    cli_send(&c, "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n");
     t0 = time_mono_ns();
     for (i = 0; i < 100; i++) {
         struct pollfd pfd = {c.fd, POLLIN, 0};
@@ -903,7 +910,7 @@ START_TEST(test_idle_timeout)
 
     /* And a keep-alive connection after a request. */
     cli_open(&c, HTTPD_INGEST);
-    roundtrip(&c, "GET /hello HTTP/1.1\r\n\r\n", 200, &r);
+    roundtrip(&c, "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n", 200, &r);
     resp_release(&r);
     ck_assert_int_eq(cli_wait_eof(&c, 3000), 1);
     cli_close(&c);
@@ -923,10 +930,40 @@ START_TEST(test_write_timeout)
     ck_assert_int_ge(fd, 0);
     cli_init(&c, fd);
     /* 16 MiB that the client never reads. */
-    cli_send(&c, "GET /big/16384 HTTP/1.1\r\n\r\n");
+    cli_send(&c, "GET /big/16384 HTTP/1.1\r\nHost: t\r\n\r\n");
     ck_assert(wait_open(1, 1000));
     ck_assert(wait_open(0, 3000));
     cli_close(&c);
+    srv_stop();
+}
+END_TEST
+
+START_TEST(test_idle_timer_spares_slow_download)
+{
+    const size_t total = 16 * 1024 * 1024;
+    char buf[65536];
+    size_t got = 0;
+    uint64_t t0;
+    int fd;
+
+    lim.idle_timeout_ms = 100;
+    srv_start(&lim);
+    fd = connect_port(S.port[HTTPD_QUERY], 4096);
+    ck_assert_int_ge(fd, 0);
+    cli_send_fd(fd, "GET /big/16384 HTTP/1.1\r\nHost: t\r\n\r\n");
+    /* Read 16 MiB (more than the kernel buffers) slower than the idle timeout. */
+    t0 = time_mono_ns();
+    sleep_ms(150);
+    while (got < total) {
+        ssize_t n = recv(fd, buf, sizeof(buf), 0);
+
+        ck_assert_msg(n > 0, "connection closed after %zu bytes", got);
+        got += (size_t)n;
+        if (got % (1024 * 1024) < (size_t)n)
+            sleep_ms(20);
+    }
+    ck_assert(ms_since(t0) > 300);
+    close(fd);
     srv_stop();
 }
 END_TEST
@@ -942,9 +979,9 @@ START_TEST(test_max_connections)
     srv_start_m(&lim, true);
     cli_open(&a, HTTPD_INGEST);
     cli_open(&b, HTTPD_QUERY);
-    roundtrip(&a, "GET /hello HTTP/1.1\r\n\r\n", 200, &r);
+    roundtrip(&a, "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n", 200, &r);
     resp_release(&r);
-    roundtrip(&b, "GET /hello HTTP/1.1\r\n\r\n", 200, &r);
+    roundtrip(&b, "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n", 200, &r);
     resp_release(&r);
 
     /* The third gets a short 503 and is closed. */
@@ -959,9 +996,9 @@ START_TEST(test_max_connections)
     cli_close(&c);
 
     /* The accepted ones are unharmed. */
-    roundtrip(&a, "GET /hello HTTP/1.1\r\n\r\n", 200, &r);
+    roundtrip(&a, "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n", 200, &r);
     resp_release(&r);
-    roundtrip(&b, "GET /hello HTTP/1.1\r\n\r\n", 200, &r);
+    roundtrip(&b, "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n", 200, &r);
     resp_release(&r);
     ck_assert_uint_eq(open_conns(), 2);
 
@@ -969,7 +1006,7 @@ START_TEST(test_max_connections)
     cli_close(&a);
     ck_assert(wait_open(1, 2000));
     cli_open(&c, HTTPD_INGEST);
-    roundtrip(&c, "GET /hello HTTP/1.1\r\n\r\n", 200, &r);
+    roundtrip(&c, "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n", 200, &r);
     resp_release(&r);
     cli_close(&c);
     cli_close(&b);
@@ -990,7 +1027,7 @@ START_TEST(test_streaming_backpressure)
     fd = connect_port(S.port[HTTPD_QUERY], 16384);
     ck_assert_int_ge(fd, 0);
     cli_init(&c, fd);
-    cli_send(&c, "GET /stream/4096 HTTP/1.1\r\n\r\n");
+    cli_send(&c, "GET /stream/4096 HTTP/1.1\r\nHost: t\r\n\r\n");
     /* Read slowly at first, so the server has to wait for us. */
     sleep_ms(100);
     ck_assert(cli_read(&c, &r));
@@ -1008,7 +1045,7 @@ START_TEST(test_streaming_backpressure)
     ck_assert_int_ge(st.stream_drains, 1);
     ck_assert_int_eq(st.streams_done, 1);
     /* Keep-alive survives a stream. */
-    roundtrip(&c, "GET /hello HTTP/1.1\r\n\r\n", 200, &r);
+    roundtrip(&c, "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n", 200, &r);
     resp_release(&r);
     cli_close(&c);
     srv_stop();
@@ -1026,7 +1063,7 @@ START_TEST(test_stream_abort)
     fd = connect_port(S.port[HTTPD_QUERY], 4096);
     ck_assert_int_ge(fd, 0);
     cli_init(&c, fd);
-    cli_send(&c, "GET /stream/65536 HTTP/1.1\r\n\r\n");
+    cli_send(&c, "GET /stream/65536 HTTP/1.1\r\nHost: t\r\n\r\n");
     sleep_ms(50);
     cli_close(&c);
     for (int i = 0; i < 200 && stats().aborts == 0; i++)
@@ -1061,7 +1098,7 @@ START_TEST(test_abort_callback)
     srv_start(&lim);
     /* Aborted, then finished later by the handler: nothing written, no leak. */
     cli_open(&c, HTTPD_QUERY);
-    cli_send(&c, "GET /hang HTTP/1.1\r\n\r\n");
+    cli_send(&c, "GET /hang HTTP/1.1\r\nHost: t\r\n\r\n");
     for (int i = 0; i < 100 && !stats().hang_req; i++)
         sleep_ms(10);
     ck_assert_ptr_nonnull(stats().hang_req);
@@ -1075,7 +1112,7 @@ START_TEST(test_abort_callback)
     /* Finished from inside the abort callback. */
     on_loop(set_reply_in_abort, &yes);
     cli_open(&c, HTTPD_QUERY);
-    cli_send(&c, "GET /hang HTTP/1.1\r\n\r\n");
+    cli_send(&c, "GET /hang HTTP/1.1\r\nHost: t\r\n\r\n");
     for (int i = 0; i < 100 && !stats().hang_req; i++)
         sleep_ms(10);
     cli_close(&c);
@@ -1107,10 +1144,10 @@ START_TEST(test_graceful_shutdown)
 
     srv_start(&lim);
     cli_open(&idle, HTTPD_INGEST);
-    roundtrip(&idle, "GET /hello HTTP/1.1\r\n\r\n", 200, &r);
+    roundtrip(&idle, "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n", 200, &r);
     resp_release(&r);
     cli_open(&busy, HTTPD_QUERY);
-    cli_send(&busy, "GET /hang HTTP/1.1\r\n\r\n");
+    cli_send(&busy, "GET /hang HTTP/1.1\r\nHost: t\r\n\r\n");
     for (int i = 0; i < 100 && !stats().hang_req; i++)
         sleep_ms(10);
     ck_assert_ptr_nonnull(stats().hang_req);
@@ -1148,7 +1185,7 @@ START_TEST(test_shutdown_deadline)
 
     srv_start(&lim);
     cli_open(&busy, HTTPD_QUERY);
-    cli_send(&busy, "GET /hang HTTP/1.1\r\n\r\n");
+    cli_send(&busy, "GET /hang HTTP/1.1\r\nHost: t\r\n\r\n");
     for (int i = 0; i < 100 && !stats().hang_req; i++)
         sleep_ms(10);
     t0 = time_mono_ns();
@@ -1174,13 +1211,13 @@ START_TEST(test_head)
     srv_start(&lim);
     cli_open(&c, HTTPD_INGEST);
     c.head = true;
-    roundtrip(&c, "HEAD /hello HTTP/1.1\r\n\r\n", 200, &r);
+    roundtrip(&c, "HEAD /hello HTTP/1.1\r\nHost: t\r\n\r\n", 200, &r);
     ck_assert_str_eq(hdr(&r, "content-length"), "5");
     ck_assert_uint_eq(r.body.len, 0);
     resp_release(&r);
     c.head = false;
     /* Had a body been sent, this would read it as the next response. */
-    roundtrip(&c, "GET /hello HTTP/1.1\r\n\r\n", 200, &r);
+    roundtrip(&c, "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n", 200, &r);
     ck_assert_str_eq(r.body.buf, "hello");
     resp_release(&r);
     cli_close(&c);
@@ -1195,33 +1232,33 @@ START_TEST(test_error_answers)
 
     srv_start(&lim);
     cli_open(&c, HTTPD_INGEST);
-    roundtrip(&c, "GET /nope HTTP/1.1\r\n\r\n", 404, &r);
+    roundtrip(&c, "GET /nope HTTP/1.1\r\nHost: t\r\n\r\n", 404, &r);
     check_error_body(&r, "not_found");
     resp_release(&r);
-    roundtrip(&c, "DELETE /hello HTTP/1.1\r\n\r\n", 405, &r);
+    roundtrip(&c, "DELETE /hello HTTP/1.1\r\nHost: t\r\n\r\n", 405, &r);
     check_error_body(&r, "method_not_allowed");
     ck_assert_str_eq(hdr(&r, "allow"), "GET, HEAD");
     resp_release(&r);
-    roundtrip(&c, "GET /v1/q HTTP/1.1\r\n\r\n", 404, &r);
+    roundtrip(&c, "GET /v1/q HTTP/1.1\r\nHost: t\r\n\r\n", 404, &r);
     check_error_body(&r, "wrong_listener");
     ck_assert_ptr_nonnull(strstr(r.body.buf, "served by the query listener"));
     resp_release(&r);
-    roundtrip(&c, "GET /busy HTTP/1.1\r\n\r\n", 503, &r);
+    roundtrip(&c, "GET /busy HTTP/1.1\r\nHost: t\r\n\r\n", 503, &r);
     check_error_body(&r, "busy");
     ck_assert_str_eq(hdr(&r, "retry-after"), "1");
     resp_release(&r);
-    roundtrip(&c, "GET /hello?x=%zz HTTP/1.1\r\n\r\n", 400, &r);
+    roundtrip(&c, "GET /hello?x=%zz HTTP/1.1\r\nHost: t\r\n\r\n", 400, &r);
     check_error_body(&r, "bad_request");
     resp_release(&r);
     /* Still alive after routing errors. */
-    roundtrip(&c, "GET /hello HTTP/1.1\r\n\r\n", 200, &r);
+    roundtrip(&c, "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n", 200, &r);
     resp_release(&r);
     cli_close(&c);
 
     /* Framing errors close the connection. */
     cli_open(&c, HTTPD_INGEST);
     roundtrip(&c,
-              "POST /echo HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+              "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
               "3\r\nabc\r\n0\r\n\r\n",
               400, &r);
     check_error_body(&r, "bad_request");
@@ -1231,7 +1268,7 @@ START_TEST(test_error_answers)
     cli_close(&c);
 
     cli_open(&c, HTTPD_INGEST);
-    roundtrip(&c, "FOO /hello HTTP/1.1\r\n\r\n", 501, &r);
+    roundtrip(&c, "FOO /hello HTTP/1.1\r\nHost: t\r\n\r\n", 501, &r);
     check_error_body(&r, "not_implemented");
     resp_release(&r);
     ck_assert_int_eq(cli_wait_eof(&c, 2000), 1);
@@ -1247,7 +1284,7 @@ START_TEST(test_pipelined_error_after_good)
 
     srv_start(&lim);
     cli_open(&c, HTTPD_INGEST);
-    cli_send(&c, "GET /delay/30 HTTP/1.1\r\n\r\nGET /x HTTP/1.1\r\nBad Header: x\r\n\r\n");
+    cli_send(&c, "GET /delay/30 HTTP/1.1\r\nHost: t\r\n\r\nGET /x HTTP/1.1\r\nHost: t\r\nBad Header: x\r\n\r\n");
     ck_assert(cli_read(&c, &r));
     ck_assert_int_eq(r.status, 200);
     ck_assert_str_eq(r.body.buf, "30");
@@ -1274,11 +1311,11 @@ START_TEST(test_metrics)
 
     srv_start_m(&lim, true);
     cli_open(&c, HTTPD_INGEST);
-    roundtrip(&c, "GET /hello HTTP/1.1\r\n\r\n", 200, &r);
+    roundtrip(&c, "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n", 200, &r);
     resp_release(&r);
-    roundtrip(&c, "GET /hello HTTP/1.1\r\n\r\n", 200, &r);
+    roundtrip(&c, "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n", 200, &r);
     resp_release(&r);
-    roundtrip(&c, "GET /nowhere HTTP/1.1\r\n\r\n", 404, &r);
+    roundtrip(&c, "GET /nowhere HTTP/1.1\r\nHost: t\r\n\r\n", 404, &r);
     resp_release(&r);
     on_loop(format_metrics, &sb);
     ck_assert_msg(strstr(sb.buf, "strata_http_requests_total{listener=\"ingest\",route=\"hello\","
@@ -1290,7 +1327,7 @@ START_TEST(test_metrics)
     ck_assert(strstr(sb.buf, "strata_http_connections_accepted_total{listener=\"ingest\"} 1"));
     ck_assert(strstr(sb.buf, "strata_http_request_duration_seconds_count{listener=\"ingest\","
                              "route=\"hello\"} 2"));
-    ck_assert(strstr(sb.buf, "strata_http_request_bytes_total{listener=\"ingest\"} 74"));
+    ck_assert(strstr(sb.buf, "strata_http_request_bytes_total{listener=\"ingest\"} 98"));
     ck_assert(strstr(sb.buf, "strata_http_response_bytes_total{listener=\"ingest\"}"));
     cli_close(&c);
     strbuf_release(&sb);
@@ -1311,7 +1348,7 @@ START_TEST(test_access_log)
     ck_assert(log_set_access_file(path));
     srv_start(&lim);
     cli_open(&c, HTTPD_INGEST);
-    roundtrip(&c, "GET /hello?secret=1 HTTP/1.1\r\n\r\n", 200, &r);
+    roundtrip(&c, "GET /hello?secret=1 HTTP/1.1\r\nHost: t\r\n\r\n", 200, &r);
     resp_release(&r);
     cli_close(&c);
     srv_stop();
@@ -1372,7 +1409,7 @@ START_TEST(test_accept_emfile_backoff)
         ck_assert_int_eq(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
     }
     cli_init(&c, fd);
-    cli_send(&c, "GET /hello HTTP/1.1\r\n\r\n");
+    cli_send(&c, "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
     /* accept() fails; the listener backs off instead of spinning. */
     sleep_ms(350);
     on_loop(get_fd_errors, &errs);
@@ -1401,7 +1438,7 @@ START_TEST(test_large_body)
         body[i] = (char)(i * 13);
     srv_start(&lim);
     cli_open(&c, HTTPD_INGEST);
-    strbuf_addf(&sb, "POST /echo HTTP/1.1\r\nContent-Length: %zu\r\n\r\n", n);
+    strbuf_addf(&sb, "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n", n);
     cli_send(&c, sb.buf);
     cli_sendn(&c, body, n);
     ck_assert(cli_read(&c, &r));
@@ -1434,6 +1471,7 @@ static Suite *httpd_suite(void)
     tcase_add_test(tc, test_body_timeout);
     tcase_add_test(tc, test_idle_timeout);
     tcase_add_test(tc, test_write_timeout);
+    tcase_add_test(tc, test_idle_timer_spares_slow_download);
     tcase_add_test(tc, test_max_connections);
     tcase_add_test(tc, test_streaming_backpressure);
     tcase_add_test(tc, test_stream_abort);

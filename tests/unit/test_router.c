@@ -103,25 +103,21 @@ START_TEST(test_percent_decoding)
 {
     struct httpd_req *req;
 
-    ck_assert_int_eq(match(HTTPD_QUERY, HTTPD_M_GET, "/v1/a%20b/tables/t%2Fx", &req),
-                     ROUTER_MATCH);
+    ck_assert_int_eq(match(HTTPD_QUERY, HTTPD_M_GET, "/v1/a%20b/tables/t%2Fx", &req), ROUTER_MATCH);
     ck_assert_str_eq(httpd_req_param(req, "tenant"), "a b");
     ck_assert_str_eq(httpd_req_param(req, "table"), "t/x");
     httpd__req_free(req);
 
     /* '+' is not a space in a path. */
-    ck_assert_int_eq(match(HTTPD_QUERY, HTTPD_M_GET, "/v1/a+b/tables/%c3%A9", &req),
-                     ROUTER_MATCH);
+    ck_assert_int_eq(match(HTTPD_QUERY, HTTPD_M_GET, "/v1/a+b/tables/%c3%A9", &req), ROUTER_MATCH);
     ck_assert_str_eq(httpd_req_param(req, "tenant"), "a+b");
     ck_assert_str_eq(httpd_req_param(req, "table"), "\xc3\xa9");
     httpd__req_free(req);
 
-    ck_assert_int_eq(match(HTTPD_QUERY, HTTPD_M_GET, "/v1/a%2/tables/t", NULL),
-                     ROUTER_BAD_REQUEST);
+    ck_assert_int_eq(match(HTTPD_QUERY, HTTPD_M_GET, "/v1/a%2/tables/t", NULL), ROUTER_BAD_REQUEST);
     ck_assert_int_eq(match(HTTPD_QUERY, HTTPD_M_GET, "/v1/a%zz/tables/t", NULL),
                      ROUTER_BAD_REQUEST);
-    ck_assert_int_eq(match(HTTPD_QUERY, HTTPD_M_GET, "/v1/a/tables/t%", NULL),
-                     ROUTER_BAD_REQUEST);
+    ck_assert_int_eq(match(HTTPD_QUERY, HTTPD_M_GET, "/v1/a/tables/t%", NULL), ROUTER_BAD_REQUEST);
     ck_assert_int_eq(match(HTTPD_QUERY, HTTPD_M_GET, "/v1/a%00b/tables/t", NULL),
                      ROUTER_BAD_REQUEST);
 }
@@ -169,8 +165,7 @@ START_TEST(test_star_param)
     const char *const *segs;
     size_t n;
 
-    ck_assert_int_eq(match(HTTPD_QUERY, HTTPD_M_GET, "/v1/acme/kv/a/b%2Fc/d", &req),
-                     ROUTER_MATCH);
+    ck_assert_int_eq(match(HTTPD_QUERY, HTTPD_M_GET, "/v1/acme/kv/a/b%2Fc/d", &req), ROUTER_MATCH);
     ck_assert_str_eq(req->route->name, "kv");
     segs = httpd_req_param_segments(req, "key", &n);
     ck_assert_uint_eq(n, 3);
@@ -265,8 +260,7 @@ START_TEST(test_first_route_wins)
     struct httpd_req *req;
 
     /* "/v1/{tenant}/tables/{table}" was added before ".../special". */
-    ck_assert_int_eq(match(HTTPD_QUERY, HTTPD_M_GET, "/v1/a/tables/special", &req),
-                     ROUTER_MATCH);
+    ck_assert_int_eq(match(HTTPD_QUERY, HTTPD_M_GET, "/v1/a/tables/special", &req), ROUTER_MATCH);
     ck_assert_str_eq(req->route->name, "table");
     httpd__req_free(req);
     /* Where the first does not allow the method, a later one still can. */
@@ -301,12 +295,12 @@ START_TEST(test_status_table)
         int http;
         const char *code;
     } want[] = {
-        {ST_ENOTFOUND, 404, "not_found"},    {ST_EEXIST, 409, "already_exists"},
-        {ST_ECONFLICT, 409, "conflict"},     {ST_EINVAL, 400, "bad_request"},
-        {ST_EPERM, 403, "forbidden"},        {ST_ETOOLARGE, 413, "payload_too_large"},
-        {ST_EAGAIN, 503, "not_ready"},       {ST_EIO, 503, "read_only"},
-        {ST_ESHUTDOWN, 503, "not_ready"},    {ST_EBUSY, 503, "busy"},
-        {ST_ENOMEM, 503, "overloaded"},      {ST_ECORRUPT, 500, "internal"},
+        {ST_ENOTFOUND, 404, "not_found"}, {ST_EEXIST, 409, "already_exists"},
+        {ST_ECONFLICT, 409, "conflict"},  {ST_EINVAL, 400, "bad_request"},
+        {ST_EPERM, 403, "forbidden"},     {ST_ETOOLARGE, 413, "payload_too_large"},
+        {ST_EAGAIN, 503, "not_ready"},    {ST_EIO, 503, "read_only"},
+        {ST_ESHUTDOWN, 503, "not_ready"}, {ST_EBUSY, 503, "busy"},
+        {ST_ENOMEM, 503, "overloaded"},   {ST_ECORRUPT, 500, "internal"},
     };
 
     for (size_t i = 0; i < ST_ARRAY_SIZE(want); i++) {
