@@ -329,14 +329,18 @@ int server_run(const struct server_opts *opts, const struct config *cfg)
         goto out;
     }
 
+    /*
+     * Signals before readiness: whoever sees the ready file may signal at
+     * once, and must get the graceful stop, not the default action.
+     */
+    add_signal(srv, &srv->sig_term, SIGTERM, on_stop_signal);
+    add_signal(srv, &srv->sig_int, SIGINT, on_stop_signal);
+    add_signal(srv, &srv->sig_hup, SIGHUP, on_hup_signal);
     srv->state = SERVER_READY;
     if (opts->ready_file && write_ready_file(srv, opts->ready_file, &err)) {
         log_error("start-up failed: %s", err.msg);
         goto out;
     }
-    add_signal(srv, &srv->sig_term, SIGTERM, on_stop_signal);
-    add_signal(srv, &srv->sig_int, SIGINT, on_stop_signal);
-    add_signal(srv, &srv->sig_hup, SIGHUP, on_hup_signal);
     log_info("ready");
     sd_notify_state("READY=1");
 

@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/inotify.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -405,14 +406,27 @@ static bool read_ready(struct srv *s)
 void srv_start(struct srv *s, const struct srv_opts *opts)
 {
     long long deadline;
+    int in_fd;
 
     srv_spawn(s, opts);
+    /*
+     * inotify wakes us the moment the ready file is renamed into place, so
+     * the tests act on readiness at once (and would catch a server that
+     * announces it before it can handle signals); the 5 ms poll is the
+     * fallback for an event that came before the watch.
+     */
+    in_fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+    if (in_fd >= 0 && inotify_add_watch(in_fd, s->dir, IN_MOVED_TO | IN_CLOSE_WRITE) < 0) {
+        close(in_fd);
+        in_fd = -1;
+    }
     deadline = harness_now_ms() + 10000;
     for (;;) {
+        char events[4096];
         int st;
 
         if (read_ready(s))
-            return;
+            break;
         if (waitpid(s->pid, &st, WNOHANG) == s->pid) {
             s->pid = 0;
             live_del(s);
@@ -426,8 +440,18 @@ void srv_start(struct srv *s, const struct srv_opts *opts)
             srv_kill(s);
             ck_abort_msg("server not ready within 10 s");
         }
-        harness_sleep_ms(5);
+        if (in_fd >= 0) {
+            struct pollfd pfd = {.fd = in_fd, .events = POLLIN};
+
+            if (poll(&pfd, 1, 5) > 0)
+                while (read(in_fd, events, sizeof(events)) > 0)
+                    ;
+        } else {
+            harness_sleep_ms(5);
+        }
     }
+    if (in_fd >= 0)
+        close(in_fd);
 }
 
 int srv_wait(struct srv *s, long timeout_ms)

@@ -21,6 +21,13 @@
 #error "meson passes -DSTRATA_EXPECTED_VERSION"
 #endif
 
+/* Sanitizers keep freed memory in quarantine: no memory-growth checks there. */
+#ifdef HARNESS_SANITIZED
+#define SANITIZED true
+#else
+#define SANITIZED false
+#endif
+
 #define GET_HEALTH "GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
 
 static void start(struct srv *s, const char *const *env)
@@ -84,6 +91,46 @@ static double metric_sum(const char *text, const char *name)
     return sum;
 }
 
+/* True if a sample line of metric name contains both label fragments. */
+static bool has_sample(const char *text, const char *name, const char *a, const char *b)
+{
+    size_t n = strlen(name);
+    const char *p = text;
+
+    while (p && *p) {
+        const char *eol = strchr(p, '\n');
+        size_t len = eol ? (size_t)(eol - p) : strlen(p);
+        char line[512];
+
+        if (len < sizeof(line) && strncmp(p, name, n) == 0 && p[n] == '{') {
+            memcpy(line, p, len);
+            line[len] = '\0';
+            if (strstr(line, a) && strstr(line, b))
+                return true;
+        }
+        p = eol ? eol + 1 : NULL;
+    }
+    return false;
+}
+
+/* The server's resident set in KiB, from /proc. */
+static long rss_kib(pid_t pid)
+{
+    char path[64];
+    char *status;
+    const char *v;
+    long kib;
+
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    status = harness_read_file(path, NULL);
+    ck_assert_ptr_nonnull(status);
+    v = strstr(status, "VmRSS:");
+    ck_assert_ptr_nonnull(v);
+    kib = strtol(v + 6, NULL, 10);
+    free(status);
+    return kib;
+}
+
 /* ---- endpoints ---------------------------------------------------------- */
 
 START_TEST(test_health_endpoints)
@@ -135,6 +182,16 @@ START_TEST(test_metrics_text)
                       "open connections not counted:\n%s", r.body);
         hresp_free(&r);
     }
+    /* Requests are counted per listener, route and status. */
+    http_get(s.ingest_port, "/no-such-thing", NULL, &r);
+    hresp_free(&r);
+    http_get(s.query_port, "/metrics", NULL, &r);
+    ck_assert_msg(
+        has_sample(r.body, "strata_http_requests_total", "listener=\"ingest\"", "\"404\""),
+        "no requests_total sample for the ingest 404:\n%s", r.body);
+    ck_assert_msg(has_sample(r.body, "strata_http_requests_total", "listener=\"query\"", "\"200\""),
+                  "no requests_total sample for the query 200s:\n%s", r.body);
+    hresp_free(&r);
     srv_stop(&s, 5000);
 }
 END_TEST
@@ -379,7 +436,9 @@ START_TEST(test_http10_and_connection_close)
     ck_assert_msg(hc_wait_closed(c, 2000), "HTTP/1.0 connection left open");
     hc_close(c);
 
-    c = exchange(s.query_port, "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", &r);
+    /* Nothing after a Connection: close request is answered, even if pipelined. */
+    c = exchange(s.query_port,
+                 "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" GET_HEALTH, &r);
     ck_assert_health_ok(&r);
     ck_assert_msg(hresp_header_has(&r, "Connection", "close"), "%s", r.head);
     hresp_free(&r);
@@ -431,6 +490,121 @@ START_TEST(test_abrupt_clients)
 }
 END_TEST
 
+/* Many clients at once, each with a request in flight. */
+START_TEST(test_many_connections)
+{
+    enum { N = 100 };
+    struct hconn *c[N];
+    struct srv s;
+    struct hresp r;
+
+    start(&s, NULL);
+    for (int i = 0; i < N; i++)
+        c[i] = hc_open(i % 2 ? s.ingest_port : s.query_port);
+    for (int i = 0; i < N; i++)
+        ck_assert(hc_sendstr(c[i], GET_HEALTH));
+    for (int i = N - 1; i >= 0; i--) {
+        read_ok(c[i], &r);
+        ck_assert_health_ok(&r);
+        hresp_free(&r);
+        hc_close(c[i]);
+    }
+    srv_stop(&s, 5000);
+}
+END_TEST
+
+/*
+ * A client that pipelines requests and never reads: the server stops
+ * producing output it cannot send (memory stays bounded) and closes the
+ * connection at the write timeout.
+ */
+START_TEST(test_stalled_reader)
+{
+    const char *env[] = {"STRATA_SERVER_WRITE_TIMEOUT=300ms", NULL};
+    const char *one = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+    enum { N = 3000 }; /* ~10 KB of metrics each: ~30 MB if all were buffered */
+    size_t len = strlen(one);
+    struct srv s;
+    struct hconn *c;
+    struct hresp r;
+    char *burst;
+    long before;
+    long after;
+    int answered = 0;
+
+    start(&s, env);
+    before = rss_kib(s.pid);
+    c = hc_open(s.query_port);
+    burst = malloc(len * N);
+    ck_assert_ptr_nonnull(burst);
+    for (int i = 0; i < N; i++)
+        memcpy(burst + len * (size_t)i, one, len);
+    ck_assert(hc_send(c, burst, len * N));
+    free(burst);
+    harness_sleep_ms(1000);
+    after = rss_kib(s.pid);
+    ck_assert_msg(SANITIZED || after - before < 16 * 1024, "server RSS grew from %ld to %ld KiB",
+                  before, after);
+
+    /* Now read: some responses, then the close of the timed-out connection. */
+    for (;;) {
+        enum hread rc = hc_read(c, &r, 3000, false);
+
+        if (rc != HREAD_OK) {
+            ck_assert_msg(rc == HREAD_CLOSED || rc == HREAD_MALFORMED,
+                          "stalled connection not closed (hread %d after %d responses)", (int)rc,
+                          answered);
+            break;
+        }
+        answered++;
+        hresp_free(&r);
+    }
+    ck_assert_msg(answered < N, "all %d responses were delivered after the write timeout", N);
+    hc_close(c);
+    http_get(s.query_port, "/health", NULL, &r);
+    ck_assert_health_ok(&r);
+    hresp_free(&r);
+    srv_stop(&s, 5000);
+}
+END_TEST
+
+/* RFC 9112 3.2: an HTTP/1.1 request without Host is 400. */
+START_TEST(test_host_header_required)
+{
+    struct srv s;
+    struct hconn *c;
+    struct hresp r;
+
+    start(&s, NULL);
+    c = exchange(s.query_port, "GET /health HTTP/1.1\r\n\r\n", &r);
+    ck_assert_error(&r, 400, "bad_request");
+    hresp_free(&r);
+    hc_close(c);
+    /* HTTP/1.0 needs none. */
+    c = exchange(s.query_port, "GET /health HTTP/1.0\r\n\r\n", &r);
+    ck_assert_health_ok(&r);
+    hresp_free(&r);
+    hc_close(c);
+    srv_stop(&s, 5000);
+}
+END_TEST
+
+/* RFC 9112 3.2.2: a server must accept the absolute form of the target. */
+START_TEST(test_absolute_form_target)
+{
+    struct srv s;
+    struct hconn *c;
+    struct hresp r;
+
+    start(&s, NULL);
+    c = exchange(s.query_port, "GET http://127.0.0.1/health HTTP/1.1\r\nHost: x\r\n\r\n", &r);
+    ck_assert_health_ok(&r);
+    hresp_free(&r);
+    hc_close(c);
+    srv_stop(&s, 5000);
+}
+END_TEST
+
 /* ---- request bodies ----------------------------------------------------- */
 
 START_TEST(test_chunked_request_body)
@@ -469,7 +643,7 @@ END_TEST
 
 START_TEST(test_chunked_body_over_limit)
 {
-    const char *env[] = {"STRATA_LIMITS_MAX_BODY_BYTES=1KB", NULL};
+    const char *env[] = {"STRATA_LIMITS_MAX_BODY_BYTES=1KiB", NULL};
     char chunk[800];
     struct srv s;
     struct hconn *c;
@@ -494,7 +668,7 @@ END_TEST
 
 START_TEST(test_expect_100_continue)
 {
-    const char *env[] = {"STRATA_LIMITS_MAX_BODY_BYTES=1KB", NULL};
+    const char *env[] = {"STRATA_LIMITS_MAX_BODY_BYTES=1KiB", NULL};
     struct srv s;
     struct hconn *c;
     struct hresp r;
@@ -524,9 +698,8 @@ END_TEST
 
 START_TEST(test_body_limit_from_content_length)
 {
-    const char *env[] = {"STRATA_LIMITS_MAX_BODY_BYTES=1KB", NULL};
-    char body[1001];
-    char req[1200];
+    const char *env[] = {"STRATA_LIMITS_MAX_BODY_BYTES=2KB", NULL};
+    char body[2000];
     struct srv s;
     struct hconn *c;
     struct hresp r;
@@ -545,18 +718,17 @@ START_TEST(test_body_limit_from_content_length)
     ck_assert_msg(hc_wait_closed(c, 2000), "connection not closed after 413");
     hc_close(c);
 
-    /* 1KB is 1000 bytes: exactly 1000 is read (then 405), 1001 is refused. */
+    /* 2KB is 2000 bytes: exactly 2000 is read (then 405), 2001 is refused. */
     memset(body, 'b', sizeof(body));
-    snprintf(req, sizeof(req), "POST /health HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n");
     c = hc_open(s.ingest_port);
-    ck_assert(hc_sendstr(c, req));
-    ck_assert(hc_send(c, body, 1000));
+    ck_assert(hc_sendstr(c, "POST /health HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n"));
+    ck_assert(hc_send(c, body, sizeof(body)));
     read_ok(c, &r);
     ck_assert_int_eq(r.status, 405);
     hresp_free(&r);
     hc_close(c);
     c = hc_open(s.ingest_port);
-    ck_assert(hc_sendstr(c, "POST /health HTTP/1.1\r\nHost: x\r\nContent-Length: 1001\r\n\r\n"));
+    ck_assert(hc_sendstr(c, "POST /health HTTP/1.1\r\nHost: x\r\nContent-Length: 2001\r\n\r\n"));
     read_ok(c, &r);
     ck_assert_error(&r, 413, "payload_too_large");
     hresp_free(&r);
@@ -588,8 +760,10 @@ START_TEST(test_ambiguous_framing)
         /* a negative and a list Content-Length */
         "POST /health HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
         "POST /health HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 5\r\n\r\nhello",
-        /* not HTTP at all */
-        "HELLO THERE\r\n\r\n",
+        /* two Host headers (RFC 9112 3.2) */
+        "GET /health HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
+        /* a header line without a colon */
+        "GET /health HTTP/1.1\r\nHost: x\r\nNoColonHere\r\n\r\n",
     };
     struct srv s;
     struct hresp r;
@@ -615,9 +789,35 @@ START_TEST(test_ambiguous_framing)
 }
 END_TEST
 
+/* An unknown method or transfer coding is 501 (RFC 9110 9.1, RFC 9112 6.1), then close. */
+START_TEST(test_not_implemented)
+{
+    static const char *cases[] = {
+        "HELLO THERE\r\n\r\n",
+        "BREW /health HTTP/1.1\r\nHost: x\r\n\r\n",
+        "POST /health HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\nabc",
+    };
+    struct srv s;
+    struct hresp r;
+
+    start(&s, NULL);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct hconn *c = exchange(s.ingest_port, cases[i], &r);
+
+        ck_assert_msg(r.status == 501 || r.status == 400, "case %zu: status %d\n%s", i, r.status,
+                      r.head);
+        assert_json_error_shape(&r);
+        hresp_free(&r);
+        ck_assert_msg(hc_wait_closed(c, 2000), "case %zu: connection left open", i);
+        hc_close(c);
+    }
+    srv_stop(&s, 5000);
+}
+END_TEST
+
 START_TEST(test_headers_too_large)
 {
-    const char *env[] = {"STRATA_LIMITS_MAX_HEADER_BYTES=1KB", NULL};
+    const char *env[] = {"STRATA_LIMITS_MAX_HEADER_BYTES=1KiB", NULL};
     char big[4200];
     char many[2200];
     size_t n = 0;
@@ -890,6 +1090,10 @@ static Suite *http_suite(void)
     tcase_add_test(tc, test_http10_and_connection_close);
     tcase_add_test(tc, test_abrupt_clients);
     tcase_add_test(tc, test_max_connections);
+    tcase_add_test(tc, test_many_connections);
+    tcase_add_test(tc, test_stalled_reader);
+    tcase_add_test(tc, test_host_header_required);
+    tcase_add_test(tc, test_absolute_form_target);
     suite_add_tcase(s, tc);
 
     tc = harness_tcase("bodies", 30);
@@ -901,6 +1105,7 @@ static Suite *http_suite(void)
 
     tc = harness_tcase("malformed", 30);
     tcase_add_test(tc, test_ambiguous_framing);
+    tcase_add_test(tc, test_not_implemented);
     tcase_add_test(tc, test_headers_too_large);
     suite_add_tcase(s, tc);
 

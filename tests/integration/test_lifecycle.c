@@ -2,8 +2,9 @@
  * Integration tests of the strata process's life: start-up, the ready
  * file and log lines, the version and help commands, configuration errors
  * (exit code 2 naming the key and line), graceful stop on SIGTERM/SIGINT,
- * config reload on SIGHUP, admin-token bootstrap and persistence, and
- * metrics authentication. Each test starts its own server (harness.h).
+ * config reload on SIGHUP, admin-token bootstrap and persistence, restart
+ * after kill -9, the access log, and metrics authentication. Each test
+ * starts its own server (harness.h) and most stop it expecting exit 0.
  */
 #include <dirent.h>
 #include <signal.h>
@@ -32,6 +33,8 @@ static void assert_both_healthy(const struct srv *s)
     ck_assert_health_ok(&r);
     hresp_free(&r);
 }
+
+static int post_2000(const struct srv *s);
 
 static void assert_exit_code(const struct run_result *r, int want, const char *what)
 {
@@ -138,6 +141,102 @@ START_TEST(test_listen_address_in_use)
     ck_assert_msg(srv_log_has(&b, env_entry + strlen("STRATA_SERVER_INGEST_LISTEN=")),
                   "the error does not name the address");
     srv_stop(&a, 5000);
+}
+END_TEST
+
+/* A server killed with -9 starts again on the same data dir, token intact. */
+START_TEST(test_restart_after_kill9)
+{
+    struct srv_opts o = {.no_admin_token = true};
+    struct srv s;
+    char data_dir[HARNESS_PATH_MAX];
+    char path[HARNESS_PATH_MAX + 32];
+    char *before;
+    char *after;
+
+    srv_start(&s, &o);
+    snprintf(path, sizeof(path), "%s/admin_token", s.data_dir);
+    before = harness_read_file(path, NULL);
+    ck_assert_ptr_nonnull(before);
+    srv_kill(&s);
+
+    snprintf(data_dir, sizeof(data_dir), "%s", s.data_dir);
+    o.data_dir = data_dir;
+    srv_start(&s, &o);
+    assert_both_healthy(&s);
+    after = harness_read_file(path, NULL);
+    ck_assert_ptr_nonnull(after);
+    ck_assert_str_eq(before, after);
+    srv_stop(&s, 5000);
+    free(before);
+    free(after);
+}
+END_TEST
+
+/* STRATA_* variables that name no key are not configuration errors. */
+START_TEST(test_unknown_env_ignored)
+{
+    const char *env[] = {"STRATA_NO_SUCH_KEY=1", "STRATA_BIN=/bin/false", NULL};
+    struct srv_opts o = {.env = env};
+    struct srv s;
+
+    srv_start(&s, &o);
+    assert_both_healthy(&s);
+    srv_stop(&s, 5000);
+}
+END_TEST
+
+START_TEST(test_access_log)
+{
+    char access_env[HARNESS_PATH_MAX + 32];
+    char access_path[HARNESS_PATH_MAX];
+    const char *env[] = {access_env, NULL};
+    struct srv_opts o = {.env = env};
+    struct srv s;
+    struct hresp r;
+    long long deadline;
+    char *log = NULL;
+
+    harness_tmpdir(access_path);
+    strcat(access_path, "/access.log");
+    snprintf(access_env, sizeof(access_env), "STRATA_LOG_ACCESS_LOG=%s", access_path);
+    srv_start(&s, &o);
+    http_get(s.query_port, "/health/live", NULL, &r);
+    hresp_free(&r);
+    http_get(s.ingest_port, "/no-such-path", NULL, &r);
+    hresp_free(&r);
+    deadline = harness_now_ms() + 2000;
+    for (;;) {
+        free(log);
+        log = harness_read_file(access_path, NULL);
+        if ((log && strstr(log, "/no-such-path")) || harness_now_ms() > deadline)
+            break;
+        harness_sleep_ms(20);
+    }
+    ck_assert_msg(log != NULL, "no access log at %s", access_path);
+    ck_assert_msg(strstr(log, "/health/live") && strstr(log, "200"), "access log: %s", log);
+    ck_assert_msg(strstr(log, "/no-such-path") && strstr(log, "404"), "access log: %s", log);
+    ck_assert_msg(!srv_log_has(&s, "/no-such-path"), "access lines went to the diagnostics log");
+    free(log);
+    srv_stop(&s, 5000);
+}
+END_TEST
+
+/* A data dir that cannot be used stops start-up with an error naming it. */
+START_TEST(test_data_dir_unusable)
+{
+    char dir[HARNESS_PATH_MAX];
+    char file[HARNESS_PATH_MAX + 16];
+    const char *argv[] = {"serve", "--data-dir", file, NULL};
+    struct run_result r;
+
+    harness_tmpdir(dir);
+    snprintf(file, sizeof(file), "%s/plain-file", dir);
+    harness_write_file(file, "not a directory\n");
+    run_strata(argv, NULL, 5000, &r);
+    ck_assert_msg(r.code > 0, "data dir is a file: exit code %d\n%s", r.code, r.err);
+    ck_assert_msg(strstr(r.err, "plain-file"), "error does not name the data dir: %s", r.err);
+    run_free(&r);
 }
 END_TEST
 
@@ -278,7 +377,35 @@ START_TEST(test_config_missing_file)
 }
 END_TEST
 
+/* Environment variables override the file. */
+START_TEST(test_env_overrides_file)
+{
+    const char *env[] = {"STRATA_LIMITS_MAX_BODY_BYTES=1MB", NULL};
+    struct srv_opts o = {.config_yaml = "limits:\n  max_body_bytes: 1KiB\n", .env = env};
+    struct srv s;
+
+    srv_start(&s, &o);
+    ck_assert_int_eq(post_2000(&s), 405);
+    srv_stop(&s, 5000);
+}
+END_TEST
+
 /* ---- signals ------------------------------------------------------------ */
+
+/*
+ * The ready file promises a server that handles signals: SIGTERM at once
+ * after it appears is still a graceful stop with exit code 0.
+ */
+START_TEST(test_sigterm_right_after_ready)
+{
+    struct srv s;
+
+    for (int i = 0; i < 20; i++) {
+        srv_start(&s, NULL);
+        srv_stop(&s, 5000);
+    }
+}
+END_TEST
 
 /* An idle keep-alive connection must not hold up a graceful stop. */
 static void stop_with_idle_connection(int sig)
@@ -400,6 +527,34 @@ START_TEST(test_sigterm_finishes_in_flight_request)
 }
 END_TEST
 
+/* A client that stopped reading does not hold the stop past the deadline. */
+START_TEST(test_sigterm_with_stalled_reader)
+{
+    const char *env[] = {"STRATA_SERVER_SHUTDOWN_TIMEOUT=500ms", "STRATA_SERVER_WRITE_TIMEOUT=30s",
+                         NULL};
+    struct srv_opts o = {.env = env};
+    struct srv s;
+    struct hconn *c;
+    long long t0;
+    int st;
+
+    srv_start(&s, &o);
+    c = hc_open(s.query_port);
+    for (int i = 0; i < 500; i++)
+        ck_assert(hc_sendstr(c, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"));
+    harness_sleep_ms(200);
+    t0 = harness_now_ms();
+    srv_signal(&s, SIGTERM);
+    st = srv_wait(&s, 5000);
+    if (st == -1)
+        srv_dump_log(&s, "still running 5 s after SIGTERM");
+    ck_assert_msg(st != -1, "a stalled reader kept the server running");
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "not a clean exit 0");
+    ck_assert_int_lt(harness_now_ms() - t0, 3000);
+    hc_close(c);
+}
+END_TEST
+
 /*
  * POST /health with Content-Length 2000; returns the status. The body is
  * sent only if no answer came within 200 ms of the headers: a 413 must
@@ -445,7 +600,7 @@ static int post_2000_until_changed(const struct srv *s, int old_status)
 
 START_TEST(test_sighup_reloads_limits)
 {
-    struct srv_opts o = {.config_yaml = "limits:\n  max_body_bytes: 1KB\n"};
+    struct srv_opts o = {.config_yaml = "limits:\n  max_body_bytes: 1KiB\n"};
     struct srv s;
 
     srv_start(&s, &o);
@@ -456,7 +611,7 @@ START_TEST(test_sighup_reloads_limits)
     ck_assert_int_eq(post_2000_until_changed(&s, 413), 405);
 
     /* And back down again. */
-    srv_write_config(&s, "limits:\n  max_body_bytes: 1000\n");
+    srv_write_config(&s, "limits:\n  max_body_bytes: 1024\n");
     srv_signal(&s, SIGHUP);
     ck_assert_int_eq(post_2000_until_changed(&s, 405), 413);
     assert_both_healthy(&s);
@@ -466,7 +621,7 @@ END_TEST
 
 START_TEST(test_sighup_invalid_config_keeps_old)
 {
-    struct srv_opts o = {.config_yaml = "limits:\n  max_body_bytes: 1KB\n"};
+    struct srv_opts o = {.config_yaml = "limits:\n  max_body_bytes: 1KiB\n"};
     struct srv s;
 
     srv_start(&s, &o);
@@ -633,6 +788,11 @@ static Suite *lifecycle_suite(void)
     tcase_add_test(tc, test_ready_file_and_log_lines);
     tcase_add_test(tc, test_data_dir_from_env_and_flag_precedence);
     tcase_add_test(tc, test_listen_address_in_use);
+    tcase_add_test(tc, test_restart_after_kill9);
+    tcase_add_test(tc, test_unknown_env_ignored);
+    tcase_add_test(tc, test_access_log);
+    tcase_add_test(tc, test_env_overrides_file);
+    tcase_add_test(tc, test_data_dir_unusable);
     suite_add_tcase(s, tc);
 
     tc = harness_tcase("commands", 30);
@@ -646,10 +806,12 @@ static Suite *lifecycle_suite(void)
     suite_add_tcase(s, tc);
 
     tc = harness_tcase("signals", 30);
+    tcase_add_test(tc, test_sigterm_right_after_ready);
     tcase_add_test(tc, test_sigterm_with_idle_keepalive);
     tcase_add_test(tc, test_sigint_with_idle_keepalive);
     tcase_add_test(tc, test_sigterm_waits_for_pending_body_until_deadline);
     tcase_add_test(tc, test_sigterm_finishes_in_flight_request);
+    tcase_add_test(tc, test_sigterm_with_stalled_reader);
     tcase_add_test(tc, test_sighup_reloads_limits);
     tcase_add_test(tc, test_sighup_invalid_config_keeps_old);
     tcase_add_test(tc, test_sighup_metrics_require_auth);
