@@ -156,6 +156,32 @@ START_TEST(test_health_endpoints)
 }
 END_TEST
 
+/*
+ * Runs `promtool check metrics` (Debian's prometheus package) on text and
+ * requires it to accept it, lint included. Skipped when promtool is not
+ * installed; scripts/deps.sh --test installs it.
+ */
+static void check_with_promtool(const char *text)
+{
+    char dir[4096];
+    char path[4200];
+    char cmd[8600];
+    int rc;
+
+    if (system("command -v promtool >/dev/null 2>&1") != 0)
+        return;
+    harness_tmpdir(dir);
+    snprintf(path, sizeof(path), "%s/metrics.txt", dir);
+    harness_write_file(path, text);
+    snprintf(cmd, sizeof(cmd), "promtool check metrics < '%s' > '%s.out' 2>&1", path, path);
+    rc = system(cmd);
+    if (rc != 0) {
+        snprintf(cmd, sizeof(cmd), "%s.out", path);
+        ck_abort_msg("promtool refused /metrics (rc %d):\n%s", rc,
+                     harness_read_file(cmd, NULL));
+    }
+}
+
 START_TEST(test_metrics_text)
 {
     struct srv s;
@@ -191,6 +217,7 @@ START_TEST(test_metrics_text)
         "no requests_total sample for the ingest 404:\n%s", r.body);
     ck_assert_msg(has_sample(r.body, "strata_http_requests_total", "listener=\"query\"", "\"200\""),
                   "no requests_total sample for the query 200s:\n%s", r.body);
+    check_with_promtool(r.body);
     hresp_free(&r);
     srv_stop(&s, 5000);
 }
