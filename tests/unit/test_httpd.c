@@ -1382,6 +1382,10 @@ START_TEST(test_accept_emfile_backoff)
     unsigned long errs;
     int fd;
 
+    /* valgrind keeps descriptors of its own near the limit: no EMFILE to provoke. */
+    if (getenv("STRATA_UNDER_VALGRIND"))
+        return;
+
     srv_start(&lim);
     fd = socket(AF_INET, SOCK_STREAM, 0);
     ck_assert_int_ge(fd, 0);
