@@ -47,8 +47,9 @@
  */
 #include "engine/decode.h"
 
-#include <errno.h>
+#include <locale.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -147,6 +148,8 @@ struct dfield {
     uint32_t name_len;    /* strlen(name) */
     enum field_type type; /* its type */
     bool nullable;        /* null allowed */
+    uint64_t pat[2];      /* the key's bytes with its closing quote, when */
+    uint64_t mask[2];     /* ... they fit 16 bytes: matched by two loads */
 };
 
 /* One field's value in the record being decoded. */
@@ -370,8 +373,8 @@ static bool put_cp(struct dec *d, struct dbuf *out, uint32_t cp, enum smode mode
         b[1] = 'u';
         b[2] = '0';
         b[3] = '0';
-        b[4] = "0123456789abcdef"[cp >> 4];
-        b[5] = "0123456789abcdef"[cp & 15];
+        b[4] = "0123456789ABCDEF"[cp >> 4];
+        b[5] = "0123456789ABCDEF"[cp & 15];
         return out_add(d, out, b, 6);
     }
     if (cp < 0x80) {
@@ -549,6 +552,20 @@ static const double pow10_tab[23] = {
     1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
 };
 
+/*
+ * strtod() in the C locale whatever the process's LC_NUMERIC says, so '.'
+ * is always the decimal point.
+ */
+static locale_t c_locale;
+static pthread_once_t c_locale_once = PTHREAD_ONCE_INIT;
+
+static void c_locale_init(void)
+{
+    c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0);
+    if (!c_locale)
+        ST_BUG("cannot create the C locale");
+}
+
 /* strtod() of the literal, through a NUL-terminated copy at tmp's end. */
 static bool num_strtod(struct dec *d, const struct num *n, double *v)
 {
@@ -558,7 +575,8 @@ static bool num_strtod(struct dec *d, const struct num *n, double *v)
 
     if (!out_add(d, t, n->start, len) || !out_add1(d, t, '\0'))
         return false;
-    *v = strtod(t->buf + mark, NULL);
+    pthread_once(&c_locale_once, c_locale_init);
+    *v = strtod_l(t->buf + mark, NULL, c_locale);
     t->len = mark;
     return true;
 }
@@ -1064,7 +1082,7 @@ static const char *parse_field(struct dec *d, int32_t fi, const char *p)
 {
     const struct dfield *f = &d->sc->fields[fi];
     struct slot *sl = &d->sc->slots[fi];
-    uint8_t c = (uint8_t)*p;
+    uint8_t c = peek(d, p);
     struct num n;
     const char *q;
     enum vkind kind;
@@ -1172,6 +1190,19 @@ static void begin_record(struct dec *d)
     }
 }
 
+/* True when the key at p (after its opening quote) is f's name. */
+static bool key_is(const struct dec *d, const struct dfield *f, const char *p)
+{
+    uint64_t w[2];
+
+    if (f->mask[0] && d->end - p >= 16) {
+        memcpy(w, p, sizeof(w));
+        return ((w[0] & f->mask[0]) ^ f->pat[0]) == 0 && ((w[1] & f->mask[1]) ^ f->pat[1]) == 0;
+    }
+    return (size_t)(d->end - p) > f->name_len && !memcmp(p, f->name, f->name_len) &&
+           p[f->name_len] == '"';
+}
+
 /* Parses the record whose first byte is at p; returns the byte after it. */
 static const char *parse_record(struct dec *d, const char *p)
 {
@@ -1197,8 +1228,7 @@ static const char *parse_record(struct dec *d, const char *p)
         if (peek(d, p) != '"')
             return syntax(d, p, "expected a string key");
         p++;
-        if ((size_t)(d->end - p) > f->name_len && !memcmp(p, f->name, f->name_len) &&
-            p[f->name_len] == '"') {
+        if (key_is(d, f, p)) {
             idx = (int32_t)expect;
             p += f->name_len + 1;
         } else {
@@ -1252,11 +1282,22 @@ static void fill_missing(struct dec *d)
             continue;
         sl->is_null = false;
         if (f->has_default && !f->def.is_null) {
-            sl->i = f->type == FIELD_BOOL ? f->def.u.b : f->def.u.i;
-            sl->f = f->def.u.f;
-            if (f->type == FIELD_STRING || f->type == FIELD_JSON) {
+            switch (f->type) {
+            case FIELD_INT64:
+            case FIELD_TIMESTAMP:
+                sl->i = f->def.u.i;
+                break;
+            case FIELD_FLOAT64:
+                sl->f = f->def.u.f;
+                break;
+            case FIELD_BOOL:
+                sl->i = f->def.u.b;
+                break;
+            case FIELD_STRING:
+            case FIELD_JSON:
                 sl->ptr = f->def.u.s.ptr;
                 sl->len = f->def.u.s.len;
+                break;
             }
         } else if (f->nullable) {
             sl->is_null = true;
@@ -1521,7 +1562,7 @@ static enum st_status run_ndjson(struct dec *d)
     const char *end = d->end;
 
     while (p < end) {
-        uint8_t c = (uint8_t)*p;
+        uint8_t c = peek(d, p);
         const char *start = p;
         const char *q;
 
@@ -1648,6 +1689,26 @@ const void *decode_result_row(const struct decode_result *res, size_t i)
     return res->rows + res->row[i].off;
 }
 
+/*
+ * Prepares the 16-byte pattern of f's key ("name" and the closing quote),
+ * for names of at most 15 bytes; longer names use memcmp().
+ */
+static void key_pattern(struct dfield *f)
+{
+    uint8_t pat[16] = {0};
+    uint8_t mask[16] = {0};
+
+    if (f->name_len > 15) {
+        memset(f->mask, 0, sizeof(f->mask));
+        return;
+    }
+    memcpy(pat, f->name, f->name_len);
+    pat[f->name_len] = '"';
+    memset(mask, 0xff, f->name_len + 1);
+    memcpy(f->pat, pat, sizeof(pat));
+    memcpy(f->mask, mask, sizeof(mask));
+}
+
 /* Sizes the scratch for s and loads its fields. */
 static struct decode_scratch *scratch_prepare(struct decode_result *res, const struct schema *s)
 {
@@ -1672,6 +1733,7 @@ static struct decode_scratch *scratch_prepare(struct decode_result *res, const s
         f->name_len = (uint32_t)strlen(f->name);
         f->type = s->fields[i].type;
         f->nullable = s->fields[i].nullable;
+        key_pattern(f);
     }
     return sc;
 }

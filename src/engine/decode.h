@@ -9,7 +9,10 @@
  * including jansson's limits: "\u0000" is rejected anywhere, integer
  * literals must fit int64 (even in float64 or json fields; write 1e19, not
  * 10000000000000000000), reals must not overflow a double, and values nest
- * at most 2048 deep. Whatever jansson rejects is "invalid JSON" here.
+ * at most 2048 deep. Whatever jansson rejects is "invalid JSON" here. One
+ * deliberate exception: jansson 2.14 drops a raw NUL byte that directly
+ * follows a number or literal ("[1\0]" loads); the decoder rejects raw
+ * NUL bytes anywhere, as RFC 8259 does.
  *
  * Type rules, checked per record (a failure rejects the record):
  *   int64      a JSON integer literal in int64 range. 1.0 and 1e3 are
@@ -27,8 +30,9 @@
  *              Stored as ms since the epoch, UTC; before 1970 is negative.
  *   json       any JSON value, stored as minimal text: no whitespace,
  *              strings re-escaped canonically (only '"', '\\' and control
- *              characters escaped, as \b \f \n \r \t or \u00XX; everything
- *              else as raw UTF-8), numbers as written. Containers nest at
+ *              characters escaped, as \b \f \n \r \t or \u00XX with upper
+ *              case hex; everything else as raw UTF-8; this is jansson's
+ *              JSON_COMPACT form), numbers as written. Containers nest at
  *              most DECODE_JSON_MAX_DEPTH deep; duplicate keys in one
  *              object are rejected.
  *   null       SQL null on a nullable field. On a json field that is not
@@ -45,6 +49,18 @@
  * ..."). In a JSON array each element is one record; a syntax error
  * anywhere fails the whole request, since the framing is lost. Record
  * numbers (detail.index) count records from 0 in the request.
+ *
+ * Reasons (decode_detail.reason), one per rejected record, the first met:
+ *   "invalid JSON at byte N: ..."            (N: offset in the body)
+ *   "record is not a JSON object"
+ *   "unknown field 'k'"   "duplicate field"   "missing required field"
+ *   "expected T, got K"   (K: null, bool, integer, float, string, array,
+ *                          object)
+ *   "invalid timestamp 'text'"
+ *   "json value nested deeper than 64 levels"
+ *   "duplicate key 'k' in json value"
+ *   "record larger than N bytes"
+ * A syntax error anywhere in a record wins over an earlier schema reason.
  *
  * Memory: no allocation per record once the result's buffers have grown;
  * reusing one decode_result across calls keeps them.

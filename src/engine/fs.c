@@ -377,11 +377,13 @@ struct ffs {
     int fail_err;       /* errno to fail with */
     bool fail_sticky;   /* keep failing after the nth */
     /* short-write rule */
-    uint64_t short_nth;  /* 0 when no rule */
-    uint64_t short_seen; /* transfers since the rule was set */
-    size_t short_max;    /* bytes a short transfer moves */
-    bool short_every;    /* every transfer from the nth on */
-    uint64_t capacity;   /* 0: unlimited */
+    uint64_t short_nth;    /* 0 when no rule */
+    uint64_t short_seen;   /* transfers since the rule was set */
+    size_t short_max;      /* bytes a short transfer moves */
+    bool short_every;      /* every transfer from the nth on */
+    uint64_t capacity;     /* 0: unlimited */
+    fs_fault_hook_fn hook; /* run before every operation, unlocked; may be NULL */
+    void *hook_arg;        /* its argument */
 };
 
 static struct ffs *ffs_of(struct fs *fs)
@@ -518,6 +520,7 @@ static struct mnode *node_new(struct ffs *f)
     struct mnode *nd = xcalloc(1, sizeof(*nd));
 
     nd->trunc_low = UINT64_MAX;
+    node_reserve(nd, SECTOR); /* data and dirty are never NULL */
     nd->next = f->nodes;
     f->nodes = nd;
     return nd;
@@ -586,6 +589,25 @@ static void node_crash(struct mnode *nd, enum fs_crash_mode mode, uint64_t *rng)
     nd->size = nd->dur_size;
     memset(nd->dirty, 0, nd->nsect);
     nd->trunc_low = UINT64_MAX;
+}
+
+/*
+ * Takes the fs mutex at the start of an operation, first running the test
+ * hook (without the mutex, so it may block or call back into the fs).
+ */
+static void op_lock(struct ffs *f, enum mop op)
+{
+    fs_fault_hook_fn hook;
+    void *arg;
+
+    pthread_mutex_lock(&f->mu);
+    hook = f->hook;
+    arg = f->hook_arg;
+    if (!hook)
+        return;
+    pthread_mutex_unlock(&f->mu);
+    hook(arg, mop_class[op]);
+    pthread_mutex_lock(&f->mu);
 }
 
 /* Counts the operation and applies the fail rule. Returns 0 or -1 with errno. */
@@ -679,7 +701,7 @@ static int ff_open(struct fs *fs, const char *path, int flags, unsigned mode)
 
     ST_UNUSED(mode);
     norm(path, p);
-    pthread_mutex_lock(&f->mu);
+    op_lock(f, (flags & O_CREAT) ? MOP_CREATE : MOP_OPEN);
     if (fault_check(f, (flags & O_CREAT) ? MOP_CREATE : MOP_OPEN) < 0)
         goto out_unlock;
     e = entry_find(&f->cur, p);
@@ -766,7 +788,7 @@ static ssize_t ff_pread(struct fs *fs, int fd, void *buf, size_t n, uint64_t off
     struct mfd *d;
     ssize_t r = -1;
 
-    pthread_mutex_lock(&f->mu);
+    op_lock(f, MOP_READ);
     if (!(d = fd_get(f, fd)) || fault_check(f, MOP_READ) < 0)
         goto out_unlock;
     r = do_pread(f, d, buf, n, off);
@@ -781,7 +803,7 @@ static ssize_t ff_read(struct fs *fs, int fd, void *buf, size_t n)
     struct mfd *d;
     ssize_t r = -1;
 
-    pthread_mutex_lock(&f->mu);
+    op_lock(f, MOP_READ);
     if (!(d = fd_get(f, fd)) || fault_check(f, MOP_READ) < 0)
         goto out_unlock;
     r = do_pread(f, d, buf, n, d->pos);
@@ -814,7 +836,7 @@ static ssize_t ff_write(struct fs *fs, int fd, const void *buf, size_t n)
     struct ffs *f = ffs_of(fs);
     ssize_t r;
 
-    pthread_mutex_lock(&f->mu);
+    op_lock(f, MOP_WRITE);
     r = do_write(f, fd, buf, n, NULL);
     pthread_mutex_unlock(&f->mu);
     return r;
@@ -825,7 +847,7 @@ static ssize_t ff_pwrite(struct fs *fs, int fd, const void *buf, size_t n, uint6
     struct ffs *f = ffs_of(fs);
     ssize_t r;
 
-    pthread_mutex_lock(&f->mu);
+    op_lock(f, MOP_WRITE);
     r = do_write(f, fd, buf, n, &off);
     pthread_mutex_unlock(&f->mu);
     return r;
@@ -851,7 +873,7 @@ static ssize_t ff_pwritev(struct fs *fs, int fd, const struct iovec *iov, int io
             memcpy(tmp + at, iov[i].iov_base, iov[i].iov_len);
         at += iov[i].iov_len;
     }
-    pthread_mutex_lock(&f->mu);
+    op_lock(f, MOP_WRITE);
     r = do_write(f, fd, tmp, total, &off);
     pthread_mutex_unlock(&f->mu);
     free(tmp);
@@ -864,7 +886,7 @@ static int do_sync(struct fs *fs, int fd, enum mop op)
     struct mfd *d;
     int rc = -1;
 
-    pthread_mutex_lock(&f->mu);
+    op_lock(f, op);
     if (!(d = fd_get(f, fd)))
         goto out_unlock;
     if (fault_check(f, op) < 0) {
@@ -897,7 +919,7 @@ static int ff_fallocate(struct fs *fs, int fd, uint64_t off, uint64_t len)
     struct mfd *d;
     int rc = -1;
 
-    pthread_mutex_lock(&f->mu);
+    op_lock(f, MOP_FALLOCATE);
     if (!(d = fd_get(f, fd)) || fault_check(f, MOP_FALLOCATE) < 0)
         goto out_unlock;
     if (off + len > d->node->size) {
@@ -919,7 +941,7 @@ static int ff_ftruncate(struct fs *fs, int fd, uint64_t len)
     struct mfd *d;
     int rc = -1;
 
-    pthread_mutex_lock(&f->mu);
+    op_lock(f, MOP_FTRUNCATE);
     if (!(d = fd_get(f, fd)) || fault_check(f, MOP_FTRUNCATE) < 0)
         goto out_unlock;
     if (len > d->node->size && f->capacity && used_bytes(f) + (len - d->node->size) > f->capacity) {
@@ -960,7 +982,7 @@ static int ff_rename(struct fs *fs, const char *from, const char *to)
 
     norm(from, a);
     norm(to, b);
-    pthread_mutex_lock(&f->mu);
+    op_lock(f, MOP_RENAME);
     if (fault_check(f, MOP_RENAME) < 0)
         goto out_unlock;
     e = entry_find(&f->cur, a);
@@ -992,7 +1014,7 @@ static int ff_unlink(struct fs *fs, const char *path)
     int rc = -1;
 
     norm(path, p);
-    pthread_mutex_lock(&f->mu);
+    op_lock(f, MOP_UNLINK);
     if (fault_check(f, MOP_UNLINK) < 0)
         goto out_unlock;
     e = entry_find(&f->cur, p);
@@ -1016,7 +1038,7 @@ static int ff_mkdir(struct fs *fs, const char *path, unsigned mode)
 
     ST_UNUSED(mode);
     norm(path, p);
-    pthread_mutex_lock(&f->mu);
+    op_lock(f, MOP_MKDIR);
     if (fault_check(f, MOP_MKDIR) < 0)
         goto out_unlock;
     if (dir_exists(f, p) || entry_find(&f->cur, p)) {
@@ -1043,7 +1065,7 @@ static int ff_fsync_dir(struct fs *fs, const char *path)
     int rc = -1;
 
     norm(path, p);
-    pthread_mutex_lock(&f->mu);
+    op_lock(f, MOP_FSYNC_DIR);
     if (!dir_exists(f, p)) {
         errno = ENOENT;
         goto out_unlock;
@@ -1079,7 +1101,7 @@ static int ff_list_dir(struct fs *fs, const char *path, char ***names, size_t *n
     int rc = -1;
 
     norm(path, p);
-    pthread_mutex_lock(&f->mu);
+    op_lock(f, MOP_LIST);
     if (fault_check(f, MOP_LIST) < 0)
         goto out_unlock;
     if (!dir_exists(f, p)) {
@@ -1179,6 +1201,16 @@ void fs_fault_short_write(struct fs *fs, uint64_t nth, size_t max_bytes, bool ev
     f->short_seen = 0;
     f->short_max = max_bytes;
     f->short_every = every;
+    pthread_mutex_unlock(&f->mu);
+}
+
+void fs_fault_set_hook(struct fs *fs, fs_fault_hook_fn fn, void *arg)
+{
+    struct ffs *f = ffs_of(fs);
+
+    pthread_mutex_lock(&f->mu);
+    f->hook = fn;
+    f->hook_arg = arg;
     pthread_mutex_unlock(&f->mu);
 }
 

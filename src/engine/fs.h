@@ -133,7 +133,17 @@ void fs_fault_short_write(struct fs *fs, uint64_t nth, size_t max_bytes, bool ev
  */
 void fs_fault_set_capacity(struct fs *fs, uint64_t bytes);
 
-/* Clears every fault rule (not the counters or the capacity). */
+/*
+ * Runs fn(arg, class bits of the operation) at the start of every
+ * operation but close and fsize, on the calling thread and without the fs
+ * lock, before the operation is counted or its faults applied. A test can
+ * use it to block a writer inside an fsync, or to act at an exact point.
+ * NULL removes it.
+ */
+typedef void (*fs_fault_hook_fn)(void *arg, unsigned cls);
+void fs_fault_set_hook(struct fs *fs, fs_fault_hook_fn fn, void *arg);
+
+/* Clears every fault rule (not the counters, the capacity or the hook). */
 void fs_fault_clear(struct fs *fs);
 
 /* Operations of the classes in mask since fs_fault_new() or the last reset. */

@@ -412,6 +412,14 @@ static void put(uint8_t *buf, size_t cap, size_t *n, uint8_t b)
 
 static void put_be64(uint8_t *buf, size_t cap, size_t *n, uint64_t v)
 {
+    if (cap >= 8 && *n <= cap - 8) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        v = __builtin_bswap64(v);
+#endif
+        memcpy(buf + *n, &v, sizeof(v));
+        *n += 8;
+        return;
+    }
     for (int sh = 56; sh >= 0; sh -= 8)
         put(buf, cap, n, (uint8_t)(v >> sh));
 }

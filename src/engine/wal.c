@@ -615,7 +615,8 @@ static enum st_status list_files(struct wal *w, struct found **out, size_t *nout
     char path[PATH_BUF];
 
     if (w->fs->list_dir(w->fs, w->dir, &names, &n) < 0)
-        return err_set_errno(err, ST_EIO, errno, "cannot list wal directory '%s'", w->dir);
+        return err_set_errno(err, errno == ENOENT ? ST_ENOTFOUND : ST_EIO, errno,
+                             "cannot list wal directory '%s'", w->dir);
     v = calloc_array(n ? n : 1, sizeof(*v));
     for (size_t i = 0; i < n; i++) {
         uint64_t seq;
@@ -840,8 +841,16 @@ static enum st_status recover(struct wal *w, wal_replay_fn fn, void *arg, struct
                 break;
             }
             rc = unlink_from(w, v, i + 1, n, err);
-            if (rc) {
+            if (!rc && !last) {
+                /* It becomes the newest file: reopen it for writing. */
                 w->fs->close(w->fs, fd);
+                fd = w->fs->open(w->fs, v[i].path, O_RDWR, 0);
+                if (fd < 0)
+                    rc = err_set_errno(err, ST_EIO, errno, "cannot open wal file '%s'", v[i].path);
+            }
+            if (rc) {
+                if (fd >= 0)
+                    w->fs->close(w->fs, fd);
                 free(buf);
                 goto out_free;
             }
