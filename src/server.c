@@ -194,6 +194,117 @@ static void sd_notify_state(const char *state)
     close(fd);
 }
 
+/*
+ * Completions from other threads (the WAL writer) reach the loop here: a
+ * mutex-protected FIFO of (fn, arg), and one libevent event made active
+ * when the FIFO goes from empty to non-empty. The loop takes the whole
+ * list under the lock and runs it unlocked.
+ */
+struct server_post {
+    struct server_post *next;
+    void (*fn)(void *arg);
+    void *arg;
+};
+
+static void post_to_loop(void *ctx, void (*fn)(void *arg), void *arg)
+{
+    struct server *srv = ctx;
+    struct server_post *p = xmalloc(sizeof(*p));
+    bool wake;
+
+    p->next = NULL;
+    p->fn = fn;
+    p->arg = arg;
+    pthread_mutex_lock(&srv->post_lock);
+    wake = !srv->post_head;
+    if (srv->post_tail)
+        srv->post_tail->next = p;
+    else
+        srv->post_head = p;
+    srv->post_tail = p;
+    pthread_mutex_unlock(&srv->post_lock);
+    if (wake)
+        event_active(srv->post_ev, EV_READ, 0);
+}
+
+static void on_posted(evutil_socket_t fd, short what, void *arg)
+{
+    struct server *srv = arg;
+    struct server_post *list;
+
+    ST_UNUSED(fd);
+    ST_UNUSED(what);
+    pthread_mutex_lock(&srv->post_lock);
+    list = srv->post_head;
+    srv->post_head = srv->post_tail = NULL;
+    pthread_mutex_unlock(&srv->post_lock);
+    while (list) {
+        struct server_post *next = list->next;
+
+        list->fn(list->arg);
+        free(list);
+        list = next;
+    }
+}
+
+static enum st_status open_engine(struct server *srv, engine **out, struct err *err)
+{
+    struct engine_opts eo;
+
+    memset(&eo, 0, sizeof(eo));
+    eo.data_dir = srv->cfg.storage.data_dir;
+    eo.sync = srv->cfg.storage.sync == CONFIG_SYNC_ALWAYS     ? ENGINE_SYNC_ALWAYS
+              : srv->cfg.storage.sync == CONFIG_SYNC_INTERVAL ? ENGINE_SYNC_INTERVAL
+                                                              : ENGINE_SYNC_NEVER;
+    eo.sync_interval_ms = (uint32_t)srv->cfg.storage.sync_interval_ms;
+    eo.memtable_size = srv->cfg.storage.memtable_size;
+    eo.idempotency_window_ms = srv->cfg.ingest.idempotency_window_ms;
+    eo.max_body_bytes = srv->cfg.limits.max_body_bytes;
+    eo.metrics = srv->metrics;
+    eo.post = post_to_loop;
+    eo.post_ctx = srv;
+    return engine_open(&eo, out, err);
+}
+
+/* The result of recovery, posted from its thread to the loop. */
+static void on_recovered(void *arg)
+{
+    struct server *srv = arg;
+    struct err err;
+
+    err_clear(&err);
+    pthread_join(srv->recovery, NULL);
+    srv->recovery_started = false;
+    if (srv->recovery_rc) {
+        log_error("start-up failed: cannot open the data directory: %s", srv->recovery_err.msg);
+        srv->exit_code = 1;
+        event_base_loopbreak(srv->base);
+        return;
+    }
+    srv->engine = srv->recovered;
+    if (srv->state == SERVER_STOPPING)
+        return;
+    srv->state = SERVER_READY;
+    if (srv->opts.ready_file && write_ready_file(srv, srv->opts.ready_file, &err)) {
+        log_error("start-up failed: %s", err.msg);
+        srv->exit_code = 1;
+        event_base_loopbreak(srv->base);
+        return;
+    }
+    log_info("ready");
+    sd_notify_state("READY=1");
+}
+
+static void *recovery_main(void *arg)
+{
+    struct server *srv = arg;
+
+    err_clear(&srv->recovery_err);
+    srv->recovery_rc = open_engine(srv, &srv->recovered, &srv->recovery_err);
+    post_to_loop(srv, on_recovered, srv);
+    return NULL;
+}
+
 static void on_drained(void *arg)
 {
     struct server *srv = arg;
@@ -273,6 +384,31 @@ static void server_free(struct server *srv)
         event_free(srv->sig_int);
     if (srv->sig_hup)
         event_free(srv->sig_hup);
+    if (srv->recovery_started) {
+        /* Stopped during recovery: let it finish, then close what it opened. */
+        pthread_join(srv->recovery, NULL);
+        if (srv->recovery_rc == ST_OK)
+            srv->engine = srv->recovered;
+    }
+    if (srv->engine) {
+        struct err err;
+
+        err_clear(&err);
+        if (engine_close(srv->engine, &err))
+            log_error("engine close failed: %s", err.msg);
+        else
+            log_info("engine closed");
+    }
+    /* Completions posted after the loop stopped: the engine answered them. */
+    while (srv->post_head) {
+        struct server_post *next = srv->post_head->next;
+
+        free(srv->post_head);
+        srv->post_head = next;
+    }
+    if (srv->post_ev)
+        event_free(srv->post_ev);
+    pthread_mutex_destroy(&srv->post_lock);
     if (srv->http)
         httpd_free(srv->http);
     if (srv->metrics)
@@ -290,6 +426,7 @@ int server_run(const struct server_opts *opts, const struct config *cfg)
     struct err err;
     int code = 1;
 
+    pthread_mutex_init(&srv->post_lock, NULL);
     err_clear(&err);
     srv->opts = *opts;
     srv->cfg = *cfg;
@@ -322,13 +459,15 @@ int server_run(const struct server_opts *opts, const struct config *cfg)
                1);
 
     httpd_limits_from_config(&srv->cfg, &lim);
+    srv->post_ev = event_new(srv->base, -1, EV_READ | EV_PERSIST, on_posted, srv);
+    if (!srv->post_ev || event_add(srv->post_ev, NULL) < 0)
+        ST_BUG("cannot create the completion event");
     srv->http = httpd_new(srv->base, srv->metrics, &lim);
     api_register(srv);
     if (open_listeners(srv, &err)) {
         log_error("start-up failed: %s", err.msg);
         goto out;
     }
-
     /*
      * Signals before readiness: whoever sees the ready file may signal at
      * once, and must get the graceful stop, not the default action.
@@ -336,17 +475,18 @@ int server_run(const struct server_opts *opts, const struct config *cfg)
     add_signal(srv, &srv->sig_term, SIGTERM, on_stop_signal);
     add_signal(srv, &srv->sig_int, SIGINT, on_stop_signal);
     add_signal(srv, &srv->sig_hup, SIGHUP, on_hup_signal);
-    srv->state = SERVER_READY;
-    if (opts->ready_file && write_ready_file(srv, opts->ready_file, &err)) {
-        log_error("start-up failed: %s", err.msg);
-        goto out;
-    }
-    log_info("ready");
-    sd_notify_state("READY=1");
+    /*
+     * Recovery (WAL replay) runs on a thread while the loop serves:
+     * /health/live answers and /health/ready says 503 "recovering" until
+     * on_recovered() makes the server ready and writes the ready file.
+     */
+    if (pthread_create(&srv->recovery, NULL, recovery_main, srv) != 0)
+        ST_BUG("cannot start the recovery thread");
+    srv->recovery_started = true;
 
     event_base_dispatch(srv->base);
     log_info("stopped uptime_s=%.1f", server_uptime_s(srv));
-    code = 0;
+    code = srv->exit_code;
 out:
     server_free(srv);
     return code;

@@ -7,12 +7,16 @@
 #ifndef ST_SERVER_H
 #define ST_SERVER_H
 
+#include "engine/engine.h"
+#include <pthread.h>
+
 #include "http/httpd.h"
 #include "util/config.h"
 
 struct event;
 struct event_base;
 struct metrics;
+struct server_post;
 
 #define SERVER_MAX_OVERRIDES 32
 
@@ -40,6 +44,7 @@ struct server {
     struct config cfg;                            /* live, changed only by SIGHUP */
     struct event_base *base;                      /* the one loop */
     httpd *http;                                  /* both listeners */
+    engine *engine;                               /* storage; NULL until opened */
     struct metrics *metrics;                      /* registry, thread-safe */
     enum server_state state;                      /* readiness for /health */
     char admin_token[CONFIG_TOKEN_MAX];           /* bearer token for admin calls */
@@ -49,8 +54,16 @@ struct server {
     struct event *sig_term;                       /* SIGTERM */
     struct event *sig_int;                        /* SIGINT */
     struct event *sig_hup;                        /* SIGHUP */
-    struct event *force_exit;                     /* drain deadline backstop */
+    struct event *post_ev;                        /* runs posted completions */
+    struct server_post *post_head;                /* posted, guarded by post_lock */
+    struct server_post *post_tail;
+    pthread_mutex_t post_lock;                    /* guards post_head/post_tail */
     int exit_code;                                /* what serve returns */
+    pthread_t recovery;                           /* runs engine_open() */
+    bool recovery_started;                        /* recovery not yet joined */
+    enum st_status recovery_rc;                   /* its result ... */
+    struct err recovery_err;                      /* ... and error */
+    engine *recovered;                            /* ... and engine */
 };
 
 /*

@@ -3,7 +3,8 @@
  *
  *   GET /health/live    200 while the process serves HTTP
  *   GET /health/ready   200 when recovery is done and writes are accepted,
- *   GET /health         503 with a reason otherwise (starting, stopping)
+ *   GET /health         503 with a reason otherwise (recovering, shutting
+ *                       down, read_only after a storage failure)
  *   GET /metrics        Prometheus text format 0.0.4; the admin token is
  *                       required when metrics.require_auth is true
  */
@@ -43,11 +44,21 @@ static void handle_ready(struct httpd_req *req, void *arg)
 {
     struct server *srv = arg;
 
+    struct err err;
+
+    err_clear(&err);
     if (srv->state != SERVER_READY) {
         httpd_resp_header(req, "Retry-After", "1");
         api__reply_json(req, 503,
                         json_pack("{s:s, s:s}", "status", "unavailable", "reason",
                                   state_reason(srv->state)));
+        return;
+    }
+    if (srv->engine && engine_health(srv->engine, &err)) {
+        httpd_resp_header(req, "Retry-After", "1");
+        api__reply_json(req, 503,
+                        json_pack("{s:s, s:s, s:s}", "status", "unavailable", "reason",
+                                  "read_only", "error", err.msg));
         return;
     }
     api__reply_json(req, 200,

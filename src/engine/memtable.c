@@ -57,12 +57,11 @@
  * and mt->old (replaced when the index grows), each table's view, and
  * the table map. The writer takes it exclusively only to replace one of
  * them, and reads them without it (it is the only one who changes
- * them). Readers hold it
- * shared while they probe the index (a few hundred nanoseconds) or while
- * they take a reference on a view. Index slots are atomic words: the
- * writer fills an entry, then stores its slot with release. Once frozen
- * (mt->frozen, set with release after the last change) nothing changes
- * and readers skip the lock.
+ * them). Readers hold it shared while they probe the index (a few
+ * hundred nanoseconds) or while they take a reference on a view. Index
+ * slots are atomic words: the writer fills an entry, then stores its
+ * slot with release. Once frozen (mt->frozen, set with release after
+ * the last change) nothing changes and readers skip the lock.
  *
  * Memory accounting counts allocated arena blocks, the index, runs,
  * tails and views, with atomic counters updated wherever they are

@@ -1,0 +1,1498 @@
+/*
+ * engine: the storage facade (see engine.h for the contract).
+ *
+ * DESIGN
+ *
+ * The loop thread owns the engine. A write runs, on that thread, without
+ * yielding: look the table up in the current catalog snapshot, decode and
+ * check the records, take the next commit version (mvcc), append one WAL
+ * record, put the rows into the active memtable. The memtable holds them
+ * at their version, which readers skip until mvcc says it is visible. The
+ * WAL's writer thread reports each record durable; those completions are
+ * queued under `cq_lock` and the loop is woken (opts.post) once per WAL
+ * group. On the loop thread, drain() ends each commit in mvcc (in version
+ * order, which is WAL order) and answers every waiting write whose
+ * version is now visible.
+ *
+ * Catalog changes take the same path, one at a time (`cc_busy`): the op is
+ * checked against the newest catalog, logged, and applied to the catalog
+ * once durable; only then is the next change checked. So two clients
+ * creating the same tenant get 201 and 409, never two 201s.
+ *
+ * WAL RECORDS. WAL_REC_CATALOG carries catalog_op_encode() bytes.
+ * WAL_REC_DATA carries one write batch (do not change: on-disk format,
+ * version 1; integers little-endian):
+ *
+ *   u8  format        1
+ *   u8  kind          1 = upsert rows, 2 = delete keys
+ *   u16 idem_len      bytes of the Idempotency-Key, 0 when none
+ *   u32 schema_ver    schema version of the rows
+ *   u64 table_id      catalog table id (never reused)
+ *   i64 wall_ms       commit wall time (idempotency expiry)
+ *   u64 count         rows or keys that follow
+ *   u64 rejected      records refused in partial mode
+ *   u32 ndetails      per-record errors that follow
+ *   idem_len bytes    the Idempotency-Key
+ *   ndetails x { u64 index, u8 field_len, field, u16 reason_len, reason }
+ *   kind 1: count rows back to back (schema.h format, self-sized)
+ *   kind 2: count x { u32 len, encoded key (key.h) }
+ *
+ * Replay applies both kinds in WAL order; data of a table id that the
+ * catalog no longer has (deleted) is skipped.
+ *
+ * IDEMPOTENCY. Keys live in a hash table by (tenant id, key) with the
+ * result of their commit, in a FIFO by insertion (= expiry) order. A retry
+ * finds the entry and gets its result; a retry while the first request is
+ * still in flight waits for it. Entries come back at replay from the WAL
+ * records, so retries after a restart are still recognised.
+ *
+ * Lock rules: cq_lock guards cq_head/cq_tail/cq_posted only; it is taken
+ * by the WAL writer thread and the loop thread and never held while
+ * calling anything else. Everything else is loop-thread only.
+ */
+#include "engine/engine.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "engine/fs.h"
+#include "engine/key.h"
+#include "engine/memtable.h"
+#include "engine/mvcc.h"
+#include "engine/timestamp.h"
+#include "engine/wal.h"
+#include "util/log.h"
+#include "util/metrics.h"
+#include "util/strbuf.h"
+#include "util/timeutil.h"
+
+#define BATCH_FORMAT 1
+#define BATCH_UPSERT 1
+#define BATCH_DELETE 2
+#define BATCH_HEADER 44
+#define MAX_FROZEN_DEFAULT 4
+#define IDEM_KEY_MAX 256
+#define KEY_BUF 1024
+
+enum pending_kind {
+    P_INGEST,
+    P_DELETE,
+    P_CATALOG,
+};
+
+/* A commit between its WAL append and its answer. */
+struct pending {
+    struct engine *e;          /* owner */
+    struct pending *next;      /* in the wait list, version order */
+    struct pending *cnext;     /* in the completion queue */
+    bool completed;            /* the WAL has reported it */
+    enum pending_kind kind;    /* what answers it */
+    uint64_t version;          /* its commit version */
+    enum st_status st;         /* WAL outcome */
+    struct err err;            /* WAL error text */
+    struct strbuf payload;     /* the WAL record (borrowed by the WAL) */
+    engine_ingest_fn ingest_done;
+    engine_done_fn done;       /* P_DELETE, P_CATALOG */
+    void *arg;                 /* their argument */
+    struct idem_entry *idem;   /* P_INGEST with an Idempotency-Key */
+    uint64_t accepted;         /* P_INGEST result */
+    uint64_t rejected;
+    struct decode_detail *details;
+    uint32_t ndetails;
+};
+
+/* A remembered Idempotency-Key. */
+struct idem_entry {
+    struct idem_entry *hnext; /* hash chain */
+    struct idem_entry *fnext; /* FIFO by expiry */
+    uint64_t tenant_id;       /* owner */
+    char *key;                /* the header value */
+    uint64_t hash;            /* of (tenant_id, key) */
+    int64_t expires_ms;       /* wall time it is forgotten */
+    bool done;                /* committed (else still in flight) */
+    enum st_status st;        /* its outcome once done */
+    uint64_t version;         /* result */
+    uint64_t accepted;
+    uint64_t rejected;
+    struct decode_detail *details;
+    uint32_t ndetails;
+    struct idem_waiter *waiters; /* retries that came while in flight */
+};
+
+struct idem_waiter {
+    struct idem_waiter *next;
+    engine_ingest_fn done;
+    void *arg;
+};
+
+/* A catalog change waiting for its turn. */
+struct cat_change {
+    struct cat_change *next;
+    struct catalog_op op;
+    engine_done_fn done;
+    void *arg;
+};
+
+struct engine {
+    struct engine_opts opts;   /* as opened; strings below are owned */
+    char *data_dir;            /* opts.data_dir */
+    char *wal_dir;             /* DATA_DIR/wal */
+    char *catalog_path;        /* DATA_DIR/catalog.json */
+    struct fs *fs;             /* file operations */
+    struct catalog *cat;       /* tenants, keys, tables */
+    struct wal *wal;           /* the log */
+    struct mvcc *mvcc;         /* versions and visibility */
+    struct memtable *active;   /* takes writes */
+    struct memtable **frozen;  /* newest last; read-only */
+    size_t nfrozen;            /* entries in frozen */
+    size_t max_frozen;         /* writes get ST_EAGAIN at this many */
+    struct pending *wait_head; /* commits not yet answered, version order */
+    struct pending *wait_tail;
+    pthread_mutex_t cq_lock;   /* guards the three fields below */
+    struct pending *cq_head;   /* completed by the WAL, not yet drained */
+    struct pending *cq_tail;
+    bool cq_posted;            /* a drain is scheduled */
+    struct cat_change *cc_head; /* catalog changes waiting for their turn */
+    struct cat_change *cc_tail;
+    bool cc_busy;              /* a catalog change is in flight */
+    struct idem_entry **idem_tab; /* hash table */
+    size_t idem_cap;           /* buckets, a power of two */
+    size_t idem_count;         /* entries */
+    struct idem_entry *idem_fifo_head;
+    struct idem_entry *idem_fifo_tail;
+    struct decode_result dec;  /* reused decoder output */
+    bool closing;              /* engine_close() has begun */
+    struct metric *m_records;  /* strata_ingest_records_total{tenant} */
+    struct metric *m_bytes;    /* strata_ingest_bytes_total{tenant} */
+    struct metric *m_rejected; /* strata_ingest_rejected_total{tenant} */
+    struct metric_series *m_commits;
+    struct metric_series *m_mem_bytes;
+    struct metric_series *m_frozen;
+    struct metric_series *m_version;
+    struct metric_series *m_readonly;
+};
+
+/* ------------------------------------------------------------------ */
+/* Little-endian encoding */
+
+static void put_u8(struct strbuf *sb, uint8_t v)
+{
+    strbuf_addch(sb, (char)v);
+}
+
+static void put_u16(struct strbuf *sb, uint16_t v)
+{
+    uint8_t b[2] = {(uint8_t)v, (uint8_t)(v >> 8)};
+
+    strbuf_add(sb, b, 2);
+}
+
+static void put_u32(struct strbuf *sb, uint32_t v)
+{
+    uint8_t b[4];
+
+    for (int i = 0; i < 4; i++)
+        b[i] = (uint8_t)(v >> (8 * i));
+    strbuf_add(sb, b, 4);
+}
+
+static void put_u64(struct strbuf *sb, uint64_t v)
+{
+    uint8_t b[8];
+
+    for (int i = 0; i < 8; i++)
+        b[i] = (uint8_t)(v >> (8 * i));
+    strbuf_add(sb, b, 8);
+}
+
+struct reader {
+    const uint8_t *p;
+    size_t left;
+    bool bad;
+};
+
+static const void *take(struct reader *r, size_t n)
+{
+    const void *p = r->p;
+
+    if (r->bad || r->left < n) {
+        r->bad = true;
+        return NULL;
+    }
+    r->p += n;
+    r->left -= n;
+    return p;
+}
+
+static uint64_t get_le(struct reader *r, size_t n)
+{
+    const uint8_t *p = take(r, n);
+    uint64_t v = 0;
+
+    if (!p)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+/* ------------------------------------------------------------------ */
+/* Idempotency table */
+
+static uint64_t idem_hash(uint64_t tenant_id, const char *key)
+{
+    uint64_t h = key_hash(key, strlen(key));
+
+    return h ^ (tenant_id * 0x9e3779b97f4a7c15ull);
+}
+
+static struct idem_entry *idem_find(engine *e, uint64_t tenant_id, const char *key)
+{
+    uint64_t h;
+
+    if (!e->idem_cap)
+        return NULL;
+    h = idem_hash(tenant_id, key);
+    for (struct idem_entry *x = e->idem_tab[h & (e->idem_cap - 1)]; x; x = x->hnext)
+        if (x->hash == h && x->tenant_id == tenant_id && !strcmp(x->key, key))
+            return x;
+    return NULL;
+}
+
+static void idem_unlink(engine *e, struct idem_entry *x)
+{
+    struct idem_entry **pp = &e->idem_tab[x->hash & (e->idem_cap - 1)];
+
+    while (*pp != x)
+        pp = &(*pp)->hnext;
+    *pp = x->hnext;
+    e->idem_count--;
+}
+
+static void idem_free(struct idem_entry *x)
+{
+    free(x->key);
+    free(x->details);
+    free(x);
+}
+
+/* Forgets expired entries; only done ones (in-flight entries have waiters). */
+static void idem_expire(engine *e, int64_t now_ms)
+{
+    while (e->idem_fifo_head && e->idem_fifo_head->expires_ms <= now_ms &&
+           e->idem_fifo_head->done) {
+        struct idem_entry *x = e->idem_fifo_head;
+
+        e->idem_fifo_head = x->fnext;
+        if (!e->idem_fifo_head)
+            e->idem_fifo_tail = NULL;
+        idem_unlink(e, x);
+        idem_free(x);
+    }
+}
+
+static void idem_grow(engine *e)
+{
+    size_t ncap = e->idem_cap ? e->idem_cap * 2 : 1024;
+    struct idem_entry **tab = calloc_array(ncap, sizeof(*tab));
+
+    for (size_t i = 0; i < e->idem_cap; i++) {
+        struct idem_entry *x = e->idem_tab[i];
+
+        while (x) {
+            struct idem_entry *next = x->hnext;
+
+            x->hnext = tab[x->hash & (ncap - 1)];
+            tab[x->hash & (ncap - 1)] = x;
+            x = next;
+        }
+    }
+    free(e->idem_tab);
+    e->idem_tab = tab;
+    e->idem_cap = ncap;
+}
+
+static struct idem_entry *idem_insert(engine *e, uint64_t tenant_id, const char *key,
+                                      int64_t expires_ms)
+{
+    struct idem_entry *x = xcalloc(1, sizeof(*x));
+
+    if (e->idem_count + 1 > e->idem_cap / 2)
+        idem_grow(e);
+    x->tenant_id = tenant_id;
+    x->key = xstrdup(key);
+    x->hash = idem_hash(tenant_id, key);
+    x->expires_ms = expires_ms;
+    x->hnext = e->idem_tab[x->hash & (e->idem_cap - 1)];
+    e->idem_tab[x->hash & (e->idem_cap - 1)] = x;
+    e->idem_count++;
+    if (e->idem_fifo_tail)
+        e->idem_fifo_tail->fnext = x;
+    else
+        e->idem_fifo_head = x;
+    e->idem_fifo_tail = x;
+    return x;
+}
+
+/* Removes an in-flight entry whose commit never happened. */
+static void idem_drop(engine *e, struct idem_entry *x)
+{
+    struct idem_entry **pp = &e->idem_fifo_head;
+    struct idem_entry *prev = NULL;
+
+    while (*pp != x) {
+        prev = *pp;
+        pp = &(*pp)->fnext;
+    }
+    *pp = x->fnext;
+    if (e->idem_fifo_tail == x)
+        e->idem_fifo_tail = prev;
+    idem_unlink(e, x);
+    idem_free(x);
+}
+
+static struct decode_detail *copy_details(const struct decode_detail *d, uint32_t n)
+{
+    struct decode_detail *c;
+
+    if (!n)
+        return NULL;
+    c = calloc_array(n, sizeof(*c));
+    memcpy(c, d, n * sizeof(*c));
+    return c;
+}
+
+/* ------------------------------------------------------------------ */
+/* Completions: WAL writer thread -> loop thread */
+
+static void drain(void *arg);
+
+/* On the WAL writer thread: queue the finished record for drain(). */
+static void wal_done(void *arg, enum st_status st, uint64_t seq)
+{
+    struct pending *p = arg;
+    engine *e = p->e;
+
+    ST_UNUSED(seq);
+    p->st = st;
+    pthread_mutex_lock(&e->cq_lock);
+    p->cnext = NULL;
+    if (e->cq_tail)
+        e->cq_tail->cnext = p;
+    else
+        e->cq_head = p;
+    e->cq_tail = p;
+    pthread_mutex_unlock(&e->cq_lock);
+}
+
+/* On the WAL writer thread, once per group: wake the loop once. */
+static void wal_group_done(void *arg)
+{
+    engine *e = arg;
+    bool post = false;
+
+    pthread_mutex_lock(&e->cq_lock);
+    /* While closing, engine_close() drains by itself after wal_close(). */
+    if (!e->cq_posted && e->cq_head && !e->closing) {
+        e->cq_posted = true;
+        post = true;
+    }
+    pthread_mutex_unlock(&e->cq_lock);
+    if (post)
+        e->opts.post(e->opts.post_ctx, drain, e);
+}
+
+/* ------------------------------------------------------------------ */
+/* Answers */
+
+static void answer_ingest(engine *e, struct pending *p, enum st_status st, const struct err *err)
+{
+    struct engine_ingest_result res;
+
+    memset(&res, 0, sizeof(res));
+    res.r.st = st;
+    if (err)
+        res.r.err = *err;
+    res.r.version = p->version;
+    res.accepted = st == ST_OK ? p->accepted : 0;
+    res.rejected = p->rejected;
+    res.details = p->details;
+    res.ndetails = p->ndetails;
+    if (p->idem) {
+        struct idem_entry *x = p->idem;
+        struct idem_waiter *w = x->waiters;
+
+        x->waiters = NULL;
+        if (st != ST_OK) {
+            /* Nothing was committed: a retry may try again. */
+            idem_drop(e, x);
+            x = NULL;
+        } else {
+            x->done = true;
+            x->st = st;
+            x->version = p->version;
+            x->accepted = p->accepted;
+            x->rejected = p->rejected;
+            x->details = copy_details(p->details, p->ndetails);
+            x->ndetails = p->ndetails;
+        }
+        p->ingest_done(p->arg, &res);
+        res.replayed = true;
+        while (w) {
+            struct idem_waiter *next = w->next;
+
+            w->done(w->arg, &res);
+            free(w);
+            w = next;
+        }
+        return;
+    }
+    p->ingest_done(p->arg, &res);
+}
+
+static void pending_free(struct pending *p)
+{
+    strbuf_release(&p->payload);
+    free(p->details);
+    free(p);
+}
+
+static void start_next_catalog_change(engine *e);
+
+/* Answers p, whose commit is visible (st ST_OK) or failed. */
+static void finish(engine *e, struct pending *p)
+{
+    struct engine_result r;
+    struct err err;
+
+    err_clear(&err);
+    switch (p->kind) {
+    case P_INGEST:
+        answer_ingest(e, p, p->st, &p->err);
+        break;
+    case P_DELETE:
+        memset(&r, 0, sizeof(r));
+        r.st = p->st;
+        r.err = p->err;
+        r.version = p->version;
+        p->done(p->arg, &r);
+        break;
+    case P_CATALOG:
+        memset(&r, 0, sizeof(r));
+        r.st = p->st;
+        r.err = p->err;
+        r.version = p->version;
+        if (p->st == ST_OK) {
+            r.st = catalog_apply(e->cat, p->payload.buf, p->payload.len, p->version, &err);
+            if (r.st) {
+                /* A checked op that does not apply: a bug or corruption. */
+                log_error("engine catalog change did not apply version=%llu: %s",
+                          (unsigned long long)p->version, err.msg);
+                r.err = err;
+            }
+        }
+        p->done(p->arg, &r);
+        e->cc_busy = false;
+        start_next_catalog_change(e);
+        break;
+    }
+    pending_free(p);
+}
+
+static void update_gauges(engine *e)
+{
+    if (!e->m_version)
+        return;
+    metric_set(e->m_version, (double)mvcc_visible(e->mvcc));
+    metric_set(e->m_mem_bytes, (double)memtable_bytes(e->active));
+    metric_set(e->m_frozen, (double)e->nfrozen);
+}
+
+/* On the loop thread: ends completed commits and answers visible ones. */
+static void drain(void *arg)
+{
+    engine *e = arg;
+    struct pending *list;
+    uint64_t visible = mvcc_visible(e->mvcc);
+
+    pthread_mutex_lock(&e->cq_lock);
+    list = e->cq_head;
+    e->cq_head = e->cq_tail = NULL;
+    e->cq_posted = false;
+    pthread_mutex_unlock(&e->cq_lock);
+
+    for (struct pending *p = list; p; p = p->cnext) {
+        p->completed = true;
+        if (p->st != ST_OK) {
+            err_clear(&p->err);
+            if (!e->wal || wal_error(e->wal, &p->err) == ST_OK || !p->err.msg[0])
+                err_set(&p->err, ST_EIO, "the write-ahead log failed");
+            p->err.code = ST_EIO;
+            p->st = ST_EIO;
+            if (mvcc_error(e->mvcc, NULL) == ST_OK)
+                log_error("engine read-only after a WAL failure: %s", p->err.msg);
+            mvcc_fail(e->mvcc, &p->err);
+        }
+        visible = mvcc_commit_done(e->mvcc, p->version, p->st);
+        if (e->m_commits && p->st == ST_OK)
+            metric_inc(e->m_commits);
+    }
+    /*
+     * Answer in version order. The WAL completes records in append order
+     * and fails everything after a failure, so a completed commit is
+     * either visible or failed.
+     */
+    while (e->wait_head && e->wait_head->completed) {
+        struct pending *p = e->wait_head;
+
+        if (p->st == ST_OK && p->version > visible)
+            break;
+        e->wait_head = p->next;
+        if (!e->wait_head)
+            e->wait_tail = NULL;
+        finish(e, p);
+    }
+    if (e->m_readonly)
+        metric_set(e->m_readonly, mvcc_error(e->mvcc, NULL) ? 1 : 0);
+    update_gauges(e);
+}
+
+/* ------------------------------------------------------------------ */
+/* Submitting commits */
+
+static struct pending *pending_new(engine *e, enum pending_kind kind)
+{
+    struct pending *p = xcalloc(1, sizeof(*p));
+
+    p->e = e;
+    p->kind = kind;
+    strbuf_init(&p->payload, 0);
+    err_clear(&p->err);
+    return p;
+}
+
+/* Writes that must wait: read-only after a failure, or memory full. */
+static enum st_status check_writable(engine *e, struct err *err)
+{
+    if (mvcc_error(e->mvcc, err))
+        return err->code = ST_EIO;
+    if (e->closing)
+        return err_set(err, ST_ESHUTDOWN, "the server is shutting down");
+    if (e->nfrozen >= e->max_frozen)
+        return err_set(err, ST_EAGAIN,
+                       "memory for recent writes is full (%zu frozen memtables); retry later",
+                       e->nfrozen);
+    return ST_OK;
+}
+
+/*
+ * Gives p the next commit version and appends its payload to the WAL
+ * (borrowed until the WAL is done with it). On ST_OK p is on the wait
+ * list and will be answered by drain(); otherwise the version is given up
+ * and the caller answers and frees p.
+ */
+static enum st_status submit(engine *e, struct pending *p, uint16_t type, struct err *err)
+{
+    struct wal_entry we;
+    enum st_status rc;
+
+    rc = mvcc_commit_begin(e->mvcc, &p->version, err);
+    if (rc)
+        return rc;
+    memset(&we, 0, sizeof(we));
+    we.type = type;
+    we.version = p->version;
+    we.payload = p->payload.buf;
+    we.len = p->payload.len;
+    we.flags = WAL_F_BORROW;
+    we.done = wal_done;
+    we.arg = p;
+    rc = wal_append(e->wal, &we, err);
+    if (rc) {
+        mvcc_commit_abort(e->mvcc, p->version);
+        return rc;
+    }
+    p->next = NULL;
+    if (e->wait_tail)
+        e->wait_tail->next = p;
+    else
+        e->wait_head = p;
+    e->wait_tail = p;
+    return ST_OK;
+}
+
+/* Freezes the active memtable once it is full and starts a new one. */
+static void maybe_rotate_memtable(engine *e)
+{
+    struct memtable_opts mo;
+
+    if (memtable_bytes(e->active) < e->opts.memtable_size)
+        return;
+    memtable_freeze(e->active);
+    e->frozen = realloc_array(e->frozen, e->nfrozen + 1, sizeof(*e->frozen));
+    e->frozen[e->nfrozen++] = e->active;
+    memset(&mo, 0, sizeof(mo));
+    mo.expect_keys = (size_t)ST_MIN(e->opts.memtable_size / 130, 1u << 22);
+    e->active = memtable_new(&mo);
+    log_info("engine memtable frozen frozen=%zu", e->nfrozen);
+}
+
+/* Puts one row or tombstone at version. */
+static void put_one(engine *e, uint64_t version, uint32_t table, uint32_t schema_version,
+                    const uint8_t *key, size_t key_len, uint64_t hash, const void *row,
+                    uint32_t row_len)
+{
+    struct memtable_write w;
+
+    w.table = table;
+    w.key = key;
+    w.key_len = (uint32_t)key_len;
+    w.hash = hash;
+    w.schema_version = schema_version;
+    w.row = row;
+    w.row_len = row_len;
+    memtable_put(e->active, version, &w);
+}
+
+/* Puts a row, encoding its key (kbuf grows when a key is long). */
+static void put_row(engine *e, uint64_t version, uint32_t table, const struct schema *s,
+                    const void *row, struct strbuf *kbuf)
+{
+    size_t klen = schema_row_key(s, row, (uint8_t *)kbuf->buf, kbuf->alloc);
+
+    if (klen > kbuf->alloc) {
+        strbuf_grow(kbuf, klen);
+        klen = schema_row_key(s, row, (uint8_t *)kbuf->buf, kbuf->alloc);
+    }
+    put_one(e, version, table, s->version, (const uint8_t *)kbuf->buf, klen,
+            key_hash(kbuf->buf, klen), row, schema_row_len(row));
+}
+
+/* The header of a data batch (see the top of this file). */
+static void batch_header(struct strbuf *sb, uint8_t kind, const char *idem, uint32_t schema_version,
+                         uint64_t table_id, uint64_t count, uint64_t rejected,
+                         const struct decode_detail *details, uint32_t ndetails)
+{
+    size_t idem_len = idem ? strlen(idem) : 0;
+
+    put_u8(sb, BATCH_FORMAT);
+    put_u8(sb, kind);
+    put_u16(sb, (uint16_t)idem_len);
+    put_u32(sb, schema_version);
+    put_u64(sb, table_id);
+    put_u64(sb, (uint64_t)time_wall_ms());
+    put_u64(sb, count);
+    put_u64(sb, rejected);
+    put_u32(sb, ndetails);
+    strbuf_add(sb, idem, idem_len);
+    for (uint32_t i = 0; i < ndetails; i++) {
+        size_t fl = strlen(details[i].field);
+        size_t rl = strlen(details[i].reason);
+
+        put_u64(sb, details[i].index);
+        put_u8(sb, (uint8_t)fl);
+        strbuf_add(sb, details[i].field, fl);
+        put_u16(sb, (uint16_t)rl);
+        strbuf_add(sb, details[i].reason, rl);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Catalog */
+
+struct catalog_snap *engine_catalog(engine *e)
+{
+    return catalog_acquire(e->cat);
+}
+
+static void answer_now(engine_done_fn done, void *arg, enum st_status st, const struct err *err)
+{
+    struct engine_result r;
+
+    memset(&r, 0, sizeof(r));
+    r.st = st;
+    if (err)
+        r.err = *err;
+    done(arg, &r);
+}
+
+static void start_next_catalog_change(engine *e)
+{
+    while (!e->cc_busy && e->cc_head) {
+        struct cat_change *c = e->cc_head;
+        struct catalog_snap *snap;
+        struct pending *p;
+        struct err err;
+        enum st_status rc;
+
+        e->cc_head = c->next;
+        if (!e->cc_head)
+            e->cc_tail = NULL;
+        err_clear(&err);
+        rc = check_writable(e, &err);
+        if (rc == ST_EAGAIN)
+            rc = ST_OK; /* catalog changes are tiny: never refused for memory */
+        if (!rc) {
+            snap = catalog_acquire(e->cat);
+            rc = catalog_check_op(snap, &c->op, &err);
+            catalog_release(snap);
+        }
+        if (!rc) {
+            p = pending_new(e, P_CATALOG);
+            p->done = c->done;
+            p->arg = c->arg;
+            catalog_op_encode(&c->op, &p->payload);
+            rc = submit(e, p, WAL_REC_CATALOG, &err);
+            if (rc)
+                pending_free(p);
+            else
+                e->cc_busy = true;
+        }
+        if (rc)
+            answer_now(c->done, c->arg, rc, &err);
+        catalog_op_release(&c->op);
+        free(c);
+    }
+}
+
+enum st_status engine_catalog_change(engine *e, struct catalog_op *op, engine_done_fn done,
+                                     void *arg)
+{
+    struct cat_change *c = xcalloc(1, sizeof(*c));
+
+    c->op = *op;
+    catalog_op_init(op);
+    c->done = done;
+    c->arg = arg;
+    if (e->cc_tail)
+        e->cc_tail->next = c;
+    else
+        e->cc_head = c;
+    e->cc_tail = c;
+    start_next_catalog_change(e);
+    return ST_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* Tables and keys */
+
+static const struct catalog_table *find_table(struct catalog_snap *snap, const char *tenant,
+                                              const char *table, struct err *err)
+{
+    const struct catalog_tenant *t = catalog_find_tenant(snap, tenant, strlen(tenant));
+    const struct catalog_table *tb;
+
+    if (!t) {
+        err_set(err, ST_ENOTFOUND, "no tenant '%s'", tenant);
+        return NULL;
+    }
+    tb = catalog_tenant_find_table(t, table, strlen(table));
+    if (!tb)
+        err_set(err, ST_ENOTFOUND, "no table '%s' in tenant '%s'", table, tenant);
+    else if (catalog_table_id(tb) > UINT32_MAX)
+        ST_BUG("table id %llu does not fit the memtable", (unsigned long long)catalog_table_id(tb));
+    return tb;
+}
+
+/* Parses one key value from its URL text. */
+static enum st_status parse_key_value(const struct field *f, const char *text, struct value *v,
+                                      struct err *err)
+{
+    size_t len = strlen(text);
+    char *end;
+
+    memset(v, 0, sizeof(*v));
+    v->type = f->type;
+    errno = 0;
+    switch (f->type) {
+    case FIELD_INT64: {
+        long long x = len ? strtoll(text, &end, 10) : 0;
+
+        if (!len || *end || errno || text[0] == '+' || text[0] == ' ')
+            goto bad;
+        v->u.i = x;
+        return ST_OK;
+    }
+    case FIELD_TIMESTAMP:
+        if (!timestamp_parse_text(text, len, &v->u.i))
+            goto bad;
+        return ST_OK;
+    case FIELD_FLOAT64: {
+        double x = len ? strtod(text, &end) : 0;
+
+        if (!len || *end || errno || x != x || x > 1.7976931348623157e308 ||
+            x < -1.7976931348623157e308 || text[0] == ' ')
+            goto bad;
+        v->u.f = x;
+        return ST_OK;
+    }
+    case FIELD_BOOL:
+        if (!strcmp(text, "true"))
+            v->u.b = true;
+        else if (!strcmp(text, "false"))
+            v->u.b = false;
+        else
+            goto bad;
+        return ST_OK;
+    case FIELD_STRING:
+        v->u.s.ptr = text;
+        v->u.s.len = (uint32_t)len;
+        return ST_OK;
+    case FIELD_JSON:
+        break;
+    }
+bad:
+    return err_set(err, ST_EINVAL, "key field '%s': '%s' is not a valid %s", f->name, text,
+                   field_type_name(f->type));
+}
+
+/* Encodes the primary key given as URL texts into kbuf. */
+static enum st_status encode_key_texts(const struct schema *s, const char *const *texts, size_t n,
+                                       struct strbuf *kbuf, struct err *err)
+{
+    struct value vals[SCHEMA_MAX_PK];
+    size_t klen;
+
+    if (n != s->npk)
+        return err_set(err, ST_EINVAL, "the primary key has %u field%s; the path gives %zu",
+                       s->npk, s->npk == 1 ? "" : "s", n);
+    for (size_t i = 0; i < n; i++) {
+        enum st_status rc = parse_key_value(&s->fields[s->pk[i]], texts[i], &vals[i], err);
+
+        if (rc)
+            return rc;
+    }
+    strbuf_reset(kbuf);
+    klen = schema_key_encode(vals, s->npk, (uint8_t *)kbuf->buf, kbuf->alloc);
+    if (klen > kbuf->alloc) {
+        strbuf_grow(kbuf, klen);
+        klen = schema_key_encode(vals, s->npk, (uint8_t *)kbuf->buf, kbuf->alloc);
+    }
+    kbuf->len = klen;
+    return ST_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* Ingest */
+
+static void ingest_fail(engine_ingest_fn done, void *arg, enum st_status st, const struct err *err)
+{
+    struct engine_ingest_result res;
+
+    memset(&res, 0, sizeof(res));
+    res.r.st = st;
+    if (err)
+        res.r.err = *err;
+    done(arg, &res);
+}
+
+static void replay_idem(const struct idem_entry *x, engine_ingest_fn done, void *arg)
+{
+    struct engine_ingest_result res;
+
+    memset(&res, 0, sizeof(res));
+    res.r.st = x->st;
+    res.r.version = x->version;
+    res.accepted = x->accepted;
+    res.rejected = x->rejected;
+    res.details = x->details;
+    res.ndetails = x->ndetails;
+    res.replayed = true;
+    done(arg, &res);
+}
+
+void engine_ingest(engine *e, const char *tenant, const char *table, const char *body, size_t len,
+                   const struct engine_ingest_opts *opts, engine_ingest_fn done, void *arg)
+{
+    struct catalog_snap *snap = catalog_acquire(e->cat);
+    const struct catalog_table *tb;
+    const struct schema *s;
+    struct decode_opts dopts;
+    struct decode_result *dec = &e->dec;
+    struct strbuf kbuf = STRBUF_INIT;
+    struct idem_entry *idem = NULL;
+    struct pending *p;
+    struct err err;
+    enum st_status rc;
+    uint32_t table_id;
+    int64_t now = time_wall_ms();
+
+    err_clear(&err);
+    tb = find_table(snap, tenant, table, &err);
+    if (!tb) {
+        ingest_fail(done, arg, ST_ENOTFOUND, &err);
+        goto out;
+    }
+    table_id = (uint32_t)catalog_table_id(tb);
+    s = catalog_table_schema(tb);
+    if (opts->idempotency_key) {
+        uint64_t tenant_id = catalog_table_tenant_id(tb);
+        struct idem_entry *x;
+
+        if (strlen(opts->idempotency_key) > IDEM_KEY_MAX || !opts->idempotency_key[0]) {
+            err_set(&err, ST_EINVAL, "Idempotency-Key must be 1 to %d bytes", IDEM_KEY_MAX);
+            ingest_fail(done, arg, ST_EINVAL, &err);
+            goto out;
+        }
+        idem_expire(e, now);
+        x = idem_find(e, tenant_id, opts->idempotency_key);
+        if (x && x->done) {
+            replay_idem(x, done, arg);
+            goto out;
+        }
+        if (x) {
+            struct idem_waiter *w = xcalloc(1, sizeof(*w));
+
+            w->done = done;
+            w->arg = arg;
+            w->next = x->waiters;
+            x->waiters = w;
+            goto out;
+        }
+    }
+    rc = check_writable(e, &err);
+    if (rc) {
+        ingest_fail(done, arg, rc, &err);
+        goto out;
+    }
+
+    decode_opts_init(&dopts);
+    dopts.format = opts->format;
+    dopts.partial = opts->partial;
+    dopts.max_rows_bytes = e->opts.max_body_bytes * 2 + (1u << 20);
+    rc = decode_batch(s, body, len, &dopts, dec, &err);
+    if (rc || (!opts->partial && dec->rejected)) {
+        struct engine_ingest_result res;
+
+        memset(&res, 0, sizeof(res));
+        res.r.st = rc ? rc : ST_EINVAL;
+        res.r.err = err;
+        if (!rc)
+            err_set(&res.r.err, ST_EINVAL, "%llu of %llu records failed validation",
+                    (unsigned long long)dec->rejected, (unsigned long long)dec->nrecords);
+        res.rejected = dec->rejected;
+        res.details = dec->details;
+        res.ndetails = dec->ndetails;
+        res.err_offset = dec->err_offset;
+        res.err_line = dec->err_line;
+        res.err_column = dec->err_column;
+        done(arg, &res);
+        goto out;
+    }
+    if (!dec->nrows) {
+        struct engine_ingest_result res;
+
+        memset(&res, 0, sizeof(res));
+        res.r.version = mvcc_visible(e->mvcc);
+        res.rejected = dec->rejected;
+        res.details = dec->details;
+        res.ndetails = dec->ndetails;
+        done(arg, &res);
+        goto out;
+    }
+
+    p = pending_new(e, P_INGEST);
+    p->ingest_done = done;
+    p->arg = arg;
+    p->accepted = dec->nrows;
+    p->rejected = dec->rejected;
+    p->details = copy_details(dec->details, dec->ndetails);
+    p->ndetails = dec->ndetails;
+    strbuf_grow(&p->payload, BATCH_HEADER + dec->rows_len + 64);
+    batch_header(&p->payload, BATCH_UPSERT, opts->idempotency_key, s->version,
+                 catalog_table_id(tb), dec->nrows, dec->rejected, dec->details, dec->ndetails);
+    strbuf_add(&p->payload, dec->rows, dec->rows_len);
+    rc = submit(e, p, WAL_REC_DATA, &err);
+    if (rc) {
+        pending_free(p);
+        ingest_fail(done, arg, rc, &err);
+        goto out;
+    }
+    if (opts->idempotency_key) {
+        idem = idem_insert(e, catalog_table_tenant_id(tb), opts->idempotency_key,
+                           now + (int64_t)e->opts.idempotency_window_ms);
+        p->idem = idem;
+    }
+    strbuf_grow(&kbuf, KEY_BUF);
+    for (size_t i = 0; i < dec->nrows; i++)
+        put_row(e, p->version, table_id, s, decode_result_row(dec, i), &kbuf);
+    maybe_rotate_memtable(e);
+    if (e->m_records) {
+        const char *tn = catalog_table_tenant(tb);
+
+        metric_add(metric_series_get(e->m_records, tn), (double)dec->nrows);
+        metric_add(metric_series_get(e->m_bytes, tn), (double)len);
+        if (dec->rejected)
+            metric_add(metric_series_get(e->m_rejected, tn), (double)dec->rejected);
+    }
+out:
+    strbuf_release(&kbuf);
+    catalog_release(snap);
+}
+
+/* ------------------------------------------------------------------ */
+/* Deletes */
+
+void engine_delete(engine *e, const char *tenant, const char *table, const char *const *key,
+                   size_t nkey, engine_done_fn done, void *arg)
+{
+    struct catalog_snap *snap = catalog_acquire(e->cat);
+    struct strbuf kbuf = STRBUF_INIT;
+    const struct catalog_table *tb;
+    const struct schema *s;
+    struct pending *p;
+    struct err err;
+    enum st_status rc;
+
+    err_clear(&err);
+    tb = find_table(snap, tenant, table, &err);
+    if (!tb) {
+        answer_now(done, arg, ST_ENOTFOUND, &err);
+        goto out;
+    }
+    s = catalog_table_schema(tb);
+    strbuf_grow(&kbuf, KEY_BUF);
+    rc = encode_key_texts(s, key, nkey, &kbuf, &err);
+    if (!rc)
+        rc = check_writable(e, &err);
+    if (rc) {
+        answer_now(done, arg, rc, &err);
+        goto out;
+    }
+    p = pending_new(e, P_DELETE);
+    p->done = done;
+    p->arg = arg;
+    batch_header(&p->payload, BATCH_DELETE, NULL, s->version, catalog_table_id(tb), 1, 0, NULL, 0);
+    put_u32(&p->payload, (uint32_t)kbuf.len);
+    strbuf_add(&p->payload, kbuf.buf, kbuf.len);
+    rc = submit(e, p, WAL_REC_DATA, &err);
+    if (rc) {
+        pending_free(p);
+        answer_now(done, arg, rc, &err);
+        goto out;
+    }
+    put_one(e, p->version, (uint32_t)catalog_table_id(tb), s->version, (const uint8_t *)kbuf.buf,
+            kbuf.len, key_hash(kbuf.buf, kbuf.len), NULL, 0);
+    maybe_rotate_memtable(e);
+out:
+    strbuf_release(&kbuf);
+    catalog_release(snap);
+}
+
+/* ------------------------------------------------------------------ */
+/* Reads */
+
+uint64_t engine_version(engine *e)
+{
+    return mvcc_visible(e->mvcc);
+}
+
+enum st_status engine_health(engine *e, struct err *err)
+{
+    return mvcc_error(e->mvcc, err);
+}
+
+enum st_status engine_get(engine *e, const char *tenant, const char *table,
+                          const char *const *key, size_t nkey, uint64_t as_of,
+                          struct engine_record *out, struct err *err)
+{
+    struct catalog_snap *snap = catalog_acquire(e->cat);
+    struct strbuf kbuf = STRBUF_INIT;
+    const struct catalog_table *tb;
+    struct memtable_rec rec;
+    struct memtable *hit = NULL;
+    uint64_t version;
+    uint64_t hash;
+    enum st_status rc;
+
+    memset(out, 0, sizeof(*out));
+    tb = find_table(snap, tenant, table, err);
+    if (!tb) {
+        rc = ST_ENOTFOUND;
+        goto out;
+    }
+    strbuf_grow(&kbuf, KEY_BUF);
+    rc = encode_key_texts(catalog_table_schema(tb), key, nkey, &kbuf, err);
+    if (rc)
+        goto out;
+    version = mvcc_visible(e->mvcc);
+    if (as_of) {
+        rc = mvcc_check_read(e->mvcc, as_of, err);
+        if (rc)
+            goto out;
+        version = as_of;
+    }
+    hash = key_hash(kbuf.buf, kbuf.len);
+    if (memtable_get(e->active, (uint32_t)catalog_table_id(tb), kbuf.buf, kbuf.len, hash, version,
+                     &rec))
+        hit = e->active;
+    for (size_t i = e->nfrozen; !hit && i > 0; i--)
+        if (memtable_get(e->frozen[i - 1], (uint32_t)catalog_table_id(tb), kbuf.buf, kbuf.len,
+                         hash, version, &rec))
+            hit = e->frozen[i - 1];
+    if (!hit || rec.tombstone) {
+        rc = err_set(err, ST_ENOTFOUND, "no record with that key in table '%s'", table);
+        goto out;
+    }
+    out->version = version;
+    out->record_version = rec.version;
+    out->schema = catalog_table_schema_version(tb, rec.schema_version);
+    out->current = catalog_table_schema(tb);
+    out->row = rec.row;
+    if (!out->schema)
+        ST_BUG("row of table %s at schema version %u, which the catalog lacks", table,
+               rec.schema_version);
+    memtable_ref(hit);
+    out->priv = hit;
+    out->snap = snap;
+    snap = NULL;
+out:
+    strbuf_release(&kbuf);
+    if (snap)
+        catalog_release(snap);
+    return rc;
+}
+
+void engine_record_release(struct engine_record *rec)
+{
+    if (rec->priv)
+        memtable_unref(rec->priv);
+    if (rec->snap)
+        catalog_release(rec->snap);
+    memset(rec, 0, sizeof(*rec));
+}
+
+/* ------------------------------------------------------------------ */
+/* Recovery */
+
+struct replay_ctx {
+    engine *e;
+    uint64_t max_version;  /* newest version seen */
+    uint64_t records;      /* records applied */
+    uint64_t skipped;      /* data of tables that no longer exist */
+    int64_t now_ms;        /* for idempotency expiry */
+    struct strbuf kbuf;    /* key scratch */
+};
+
+static enum st_status replay_data(struct replay_ctx *c, const struct wal_record *rec,
+                                  struct err *err)
+{
+    engine *e = c->e;
+    struct reader r = {rec->payload, rec->len, false};
+    struct catalog_snap *snap;
+    const struct catalog_table *tb;
+    const struct schema *s;
+    uint8_t format = (uint8_t)get_le(&r, 1);
+    uint8_t kind = (uint8_t)get_le(&r, 1);
+    uint16_t idem_len = (uint16_t)get_le(&r, 2);
+    uint32_t schema_version = (uint32_t)get_le(&r, 4);
+    uint64_t table_id = get_le(&r, 8);
+    int64_t wall_ms = (int64_t)get_le(&r, 8);
+    uint64_t count = get_le(&r, 8);
+    uint64_t rejected = get_le(&r, 8);
+    uint32_t ndetails = (uint32_t)get_le(&r, 4);
+    const char *idem = take(&r, idem_len);
+    struct decode_detail *details = NULL;
+    enum st_status rc = ST_OK;
+
+    if (r.bad || format != BATCH_FORMAT || (kind != BATCH_UPSERT && kind != BATCH_DELETE) ||
+        ndetails > 100000)
+        return err_set(err, ST_ECORRUPT, "data record at version %llu has a bad header",
+                       (unsigned long long)rec->version);
+    if (ndetails)
+        details = calloc_array(ndetails, sizeof(*details));
+    for (uint32_t i = 0; i < ndetails && !r.bad; i++) {
+        uint8_t fl;
+        uint16_t rl;
+        const char *f;
+        const char *rs;
+
+        details[i].index = get_le(&r, 8);
+        fl = (uint8_t)get_le(&r, 1);
+        f = take(&r, fl);
+        rl = (uint16_t)get_le(&r, 2);
+        rs = take(&r, rl);
+        if (r.bad || fl >= sizeof(details[i].field) || rl >= sizeof(details[i].reason))
+            r.bad = true;
+        else {
+            memcpy(details[i].field, f, fl);
+            memcpy(details[i].reason, rs, rl);
+        }
+    }
+    if (r.bad) {
+        rc = err_set(err, ST_ECORRUPT, "data record at version %llu has bad details",
+                     (unsigned long long)rec->version);
+        goto out;
+    }
+
+    snap = catalog_acquire(e->cat);
+    tb = catalog_find_table_by_id(snap, table_id);
+    s = tb ? catalog_table_schema_version(tb, schema_version) : NULL;
+    if (!s) {
+        /* The table was deleted after this write: its data is gone. */
+        c->skipped++;
+        catalog_release(snap);
+        goto out;
+    }
+    for (uint64_t i = 0; i < count; i++) {
+        if (kind == BATCH_UPSERT) {
+            const uint8_t *row = r.p;
+            uint32_t rl;
+
+            if (r.left < 4 || (rl = schema_row_len(row)) < 4 || rl > r.left) {
+                r.bad = true;
+                break;
+            }
+            take(&r, rl);
+            put_row(e, rec->version, (uint32_t)table_id, s, row, &c->kbuf);
+        } else {
+            uint32_t kl = (uint32_t)get_le(&r, 4);
+            const uint8_t *k = take(&r, kl);
+
+            if (!k || !kl) {
+                r.bad = true;
+                break;
+            }
+            put_one(e, rec->version, (uint32_t)table_id, s->version, k, kl, key_hash(k, kl), NULL,
+                    0);
+        }
+    }
+    catalog_release(snap);
+    if (r.bad || r.left) {
+        rc = err_set(err, ST_ECORRUPT, "data record at version %llu has bad rows",
+                     (unsigned long long)rec->version);
+        goto out;
+    }
+    maybe_rotate_memtable(e);
+    if (idem_len && wall_ms + (int64_t)e->opts.idempotency_window_ms > c->now_ms) {
+        char key[IDEM_KEY_MAX + 1];
+        struct idem_entry *x;
+
+        memcpy(key, idem, ST_MIN((size_t)idem_len, sizeof(key) - 1));
+        key[ST_MIN((size_t)idem_len, sizeof(key) - 1)] = '\0';
+        x = idem_insert(e, catalog_table_tenant_id(tb), key,
+                        wall_ms + (int64_t)e->opts.idempotency_window_ms);
+        x->done = true;
+        x->version = rec->version;
+        x->accepted = count;
+        x->rejected = rejected;
+        x->details = details;
+        x->ndetails = ndetails;
+        details = NULL;
+    }
+out:
+    free(details);
+    return rc;
+}
+
+static enum st_status replay_one(void *arg, const struct wal_record *rec)
+{
+    struct replay_ctx *c = arg;
+    struct err err;
+    enum st_status rc = ST_OK;
+
+    err_clear(&err);
+    if (rec->version > c->max_version)
+        c->max_version = rec->version;
+    switch (rec->type) {
+    case WAL_REC_CATALOG:
+        rc = catalog_apply(c->e->cat, rec->payload, rec->len, rec->version, &err);
+        if (rc == ST_ECORRUPT) {
+            log_error("engine replay: catalog record at version %llu: %s",
+                      (unsigned long long)rec->version, err.msg);
+            return rc;
+        }
+        rc = ST_OK; /* an op that no longer applies was skipped live too */
+        break;
+    case WAL_REC_DATA:
+        rc = replay_data(c, rec, &err);
+        if (rc) {
+            log_error("engine replay: %s", err.msg);
+            return rc;
+        }
+        break;
+    default:
+        break;
+    }
+    c->records++;
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Open and close */
+
+static void declare_metrics(engine *e)
+{
+    struct metrics *m = e->opts.metrics;
+
+    if (!m)
+        return;
+    e->m_records = metrics_counter(m, "strata_ingest_records_total",
+                                   "Records committed by ingest, per tenant.", "tenant");
+    e->m_bytes = metrics_counter(m, "strata_ingest_bytes_total",
+                                 "Request body bytes of committed ingests, per tenant.", "tenant");
+    e->m_rejected = metrics_counter(m, "strata_ingest_rejected_total",
+                                    "Records refused by ingest validation, per tenant.", "tenant");
+    e->m_commits = metric_series_get(
+        metrics_counter(m, "strata_commits_total", "Commits made durable.", NULL));
+    e->m_mem_bytes = metric_series_get(
+        metrics_gauge(m, "strata_memtable_bytes", "Bytes held by the active memtable.", NULL));
+    e->m_frozen = metric_series_get(metrics_gauge(
+        m, "strata_memtables_frozen", "Frozen memtables waiting to be flushed.", NULL));
+    e->m_version = metric_series_get(
+        metrics_gauge(m, "strata_visible_version", "The newest visible commit version.", NULL));
+    e->m_readonly = metric_series_get(metrics_gauge(
+        m, "strata_read_only", "1 when a storage failure made the server read-only.", NULL));
+}
+
+static char *path_join(const char *dir, const char *name)
+{
+    struct strbuf sb = STRBUF_INIT;
+
+    strbuf_addf(&sb, "%s/%s", dir, name);
+    return strbuf_detach(&sb, NULL);
+}
+
+enum st_status engine_open(const struct engine_opts *opts, engine **out, struct err *err)
+{
+    engine *e = xcalloc(1, sizeof(*e));
+    struct wal_options wo;
+    struct memtable_opts mo;
+    struct replay_ctx rc_ctx;
+    enum st_status rc;
+    uint64_t start = time_mono_ns();
+
+    st_assert(opts->post);
+    e->opts = *opts;
+    e->data_dir = xstrdup(opts->data_dir);
+    e->opts.data_dir = e->data_dir;
+    e->wal_dir = path_join(e->data_dir, "wal");
+    e->catalog_path = path_join(e->data_dir, "catalog.json");
+    e->fs = opts->fs ? opts->fs : fs_posix();
+    e->max_frozen = opts->max_frozen ? opts->max_frozen : MAX_FROZEN_DEFAULT;
+    if (!e->opts.memtable_size)
+        e->opts.memtable_size = 64u << 20;
+    if (!e->opts.max_body_bytes)
+        e->opts.max_body_bytes = 64u << 20;
+    pthread_mutex_init(&e->cq_lock, NULL);
+    decode_result_init(&e->dec);
+    declare_metrics(e);
+
+    rc = catalog_load(e->fs, e->catalog_path, &e->cat, err);
+    if (rc == ST_ENOTFOUND) {
+        e->cat = catalog_new();
+        rc = ST_OK;
+    }
+    if (rc)
+        goto err_free;
+    memset(&mo, 0, sizeof(mo));
+    mo.expect_keys = (size_t)ST_MIN(e->opts.memtable_size / 130, 1u << 22);
+    e->active = memtable_new(&mo);
+    /* Replay puts rows into memtables, which need no mvcc until the end. */
+    e->mvcc = mvcc_new(0, NULL);
+
+    memset(&wo, 0, sizeof(wo));
+    wo.dir = e->wal_dir;
+    wo.fs = e->fs;
+    wo.file_size = opts->wal_file_size;
+    wo.max_record = (uint32_t)ST_MIN(e->opts.max_body_bytes * 2 + (1u << 20), WAL_MAX_RECORD_LIMIT);
+    wo.sync = opts->sync == ENGINE_SYNC_ALWAYS     ? WAL_SYNC_ALWAYS
+              : opts->sync == ENGINE_SYNC_INTERVAL ? WAL_SYNC_INTERVAL
+                                                   : WAL_SYNC_NEVER;
+    wo.sync_interval_ms = opts->sync_interval_ms ? opts->sync_interval_ms : 10;
+    wo.metrics = opts->metrics;
+    wo.group_done = wal_group_done;
+    wo.group_done_arg = e;
+    memset(&rc_ctx, 0, sizeof(rc_ctx));
+    rc_ctx.e = e;
+    rc_ctx.now_ms = time_wall_ms();
+    {
+        struct catalog_snap *snap = catalog_acquire(e->cat);
+
+        rc_ctx.max_version = catalog_snap_version(snap);
+        catalog_release(snap);
+    }
+    strbuf_init(&rc_ctx.kbuf, KEY_BUF);
+    rc = wal_open(&wo, replay_one, &rc_ctx, &e->wal, err);
+    strbuf_release(&rc_ctx.kbuf);
+    if (rc)
+        goto err_free;
+    mvcc_free(e->mvcc);
+    e->mvcc = mvcc_new(rc_ctx.max_version, NULL);
+    update_gauges(e);
+    log_info("engine recovered records=%llu skipped=%llu version=%llu frozen=%zu ms=%llu",
+             (unsigned long long)rc_ctx.records, (unsigned long long)rc_ctx.skipped,
+             (unsigned long long)rc_ctx.max_version, e->nfrozen,
+             (unsigned long long)((time_mono_ns() - start) / 1000000));
+    *out = e;
+    return ST_OK;
+
+err_free:
+    if (e->active)
+        memtable_unref(e->active);
+    for (size_t i = 0; i < e->nfrozen; i++)
+        memtable_unref(e->frozen[i]);
+    free(e->frozen);
+    if (e->mvcc)
+        mvcc_free(e->mvcc);
+    if (e->cat)
+        catalog_free(e->cat);
+    idem_expire(e, INT64_MAX);
+    free(e->idem_tab);
+    decode_result_release(&e->dec);
+    pthread_mutex_destroy(&e->cq_lock);
+    free(e->data_dir);
+    free(e->wal_dir);
+    free(e->catalog_path);
+    free(e);
+    return rc;
+}
+
+enum st_status engine_close(engine *e, struct err *err)
+{
+    enum st_status rc;
+    struct catalog_snap *snap;
+
+    pthread_mutex_lock(&e->cq_lock);
+    e->closing = true;
+    pthread_mutex_unlock(&e->cq_lock);
+    /* wal_close() completes every queued record; answer them here. */
+    rc = wal_close(e->wal, err);
+    e->wal = NULL;
+    drain(e);
+    st_assert(!e->wait_head);
+    while (e->cc_head) {
+        struct cat_change *c = e->cc_head;
+        struct err cerr;
+
+        e->cc_head = c->next;
+        err_set(&cerr, ST_ESHUTDOWN, "the server is shutting down");
+        answer_now(c->done, c->arg, ST_ESHUTDOWN, &cerr);
+        catalog_op_release(&c->op);
+        free(c);
+    }
+    if (rc == ST_OK && mvcc_error(e->mvcc, NULL) == ST_OK) {
+        snap = catalog_acquire(e->cat);
+        rc = catalog_save(snap, e->fs, e->catalog_path, err);
+        catalog_release(snap);
+    }
+    memtable_unref(e->active);
+    for (size_t i = 0; i < e->nfrozen; i++)
+        memtable_unref(e->frozen[i]);
+    free(e->frozen);
+    mvcc_free(e->mvcc);
+    catalog_free(e->cat);
+    idem_expire(e, INT64_MAX);
+    free(e->idem_tab);
+    decode_result_release(&e->dec);
+    pthread_mutex_destroy(&e->cq_lock);
+    free(e->data_dir);
+    free(e->wal_dir);
+    free(e->catalog_path);
+    free(e);
+    return rc;
+}
