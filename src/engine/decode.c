@@ -46,6 +46,7 @@
  * and the array framing is followed. Out of memory sets d->fatal.
  */
 #include "engine/decode.h"
+#include "engine/timestamp.h"
 
 #include <locale.h>
 #include <math.h>
@@ -706,89 +707,6 @@ static bool num_double(struct dec *d, const struct num *n, double *v)
 }
 
 /*
- * Timestamps.
- */
-
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned dd)
-{
-    int64_t era;
-    unsigned yoe, doy, doe;
-
-    y -= m <= 2;
-    era = (y >= 0 ? y : y - 399) / 400;
-    yoe = (unsigned)(y - era * 400);
-    doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + dd - 1;
-    doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + (int64_t)doe - 719468;
-}
-
-static bool digits(const char *s, size_t n, unsigned *out)
-{
-    unsigned v = 0;
-
-    for (size_t i = 0; i < n; i++) {
-        if (!is_digit((uint8_t)s[i]))
-            return false;
-        v = v * 10 + (unsigned)(s[i] - '0');
-    }
-    *out = v;
-    return true;
-}
-
-/* Parses an RFC 3339 date-time (len bytes) to ms since the epoch. */
-static bool parse_rfc3339(const char *s, size_t len, int64_t *ms)
-{
-    static const uint8_t mdays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    unsigned y, mo, dd, h, mi, se, frac = 0, oh, om;
-    int64_t off = 0;
-    size_t i = 19;
-    unsigned dim;
-
-    if (len < 20 || !digits(s, 4, &y) || s[4] != '-' || !digits(s + 5, 2, &mo) || s[7] != '-' ||
-        !digits(s + 8, 2, &dd) || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
-        !digits(s + 11, 2, &h) || s[13] != ':' || !digits(s + 14, 2, &mi) || s[16] != ':' ||
-        !digits(s + 17, 2, &se))
-        return false;
-    if (mo < 1 || mo > 12 || h > 23 || mi > 59 || se > 59)
-        return false;
-    dim = mdays[mo - 1] + (mo == 2 && y % 4 == 0 && (y % 100 != 0 || y % 400 == 0));
-    if (dd < 1 || dd > dim)
-        return false;
-    if (s[i] == '.') {
-        unsigned nd = 0;
-
-        i++;
-        while (i < len && is_digit((uint8_t)s[i])) {
-            if (nd < 3)
-                frac = frac * 10 + (unsigned)(s[i] - '0');
-            nd++;
-            i++;
-        }
-        if (nd == 0)
-            return false;
-        for (; nd < 3; nd++)
-            frac *= 10;
-    }
-    if (i >= len)
-        return false;
-    if (s[i] == 'Z' || s[i] == 'z') {
-        i++;
-    } else if (s[i] == '+' || s[i] == '-') {
-        if (len - i < 6 || !digits(s + i + 1, 2, &oh) || s[i + 3] != ':' ||
-            !digits(s + i + 4, 2, &om) || oh > 23 || om > 59)
-            return false;
-        off = (int64_t)(oh * 60 + om) * (s[i] == '-' ? -1 : 1);
-        i += 6;
-    } else {
-        return false;
-    }
-    if (i != len)
-        return false;
-    *ms = ((days_from_civil(y, mo, dd) * 86400 + h * 3600 + mi * 60 + se) - off * 60) * 1000 + frac;
-    return true;
-}
-
-/*
  * Generic values: syntax checking, and json fields' minimal text.
  */
 
@@ -1110,7 +1028,7 @@ static const char *parse_field(struct dec *d, int32_t fi, const char *p)
             if (!q)
                 return NULL;
             s = sl->ptr ? sl->ptr : d->sc->tmp.buf + sl->off;
-            if (!parse_rfc3339(s, sl->len, &sl->i))
+            if (!timestamp_parse_rfc3339(s, sl->len, &sl->i))
                 reject(d, f->name, f->name_len, "invalid timestamp '%.*s'",
                        cut_utf8(s, sl->len, 40), s);
             return q;
