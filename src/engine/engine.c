@@ -36,6 +36,9 @@
  *   ndetails x { u64 index, u8 field_len, field, u16 reason_len, reason }
  *   kind 1: count rows back to back (schema.h format, self-sized)
  *   kind 2: count x { u32 len, encoded key (key.h) }
+ *   kind 3 (a transaction; table_id and schema_ver are 0): count x
+ *          { u8 op (1 upsert, 2 delete), u64 table_id, u32 schema_ver,
+ *            u32 len, the row or the encoded key }
  *
  * Replay applies both kinds in WAL order; data of a table id that the
  * catalog no longer has (deleted) is skipped.
@@ -73,6 +76,7 @@
 #define BATCH_FORMAT 1
 #define BATCH_UPSERT 1
 #define BATCH_DELETE 2
+#define BATCH_MIXED 3
 #define BATCH_HEADER 44
 #define MAX_FROZEN_DEFAULT 4
 #define IDEM_KEY_MAX 256
@@ -82,6 +86,7 @@ enum pending_kind {
     P_INGEST,
     P_DELETE,
     P_CATALOG,
+    P_TXN,
 };
 
 /* A commit between its WAL append and its answer. */
@@ -96,6 +101,7 @@ struct pending {
     struct err err;            /* WAL error text */
     struct strbuf payload;     /* the WAL record (borrowed by the WAL) */
     engine_ingest_fn ingest_done;
+    engine_txn_fn txn_done;    /* P_TXN */
     engine_done_fn done;       /* P_DELETE, P_CATALOG */
     void *arg;                 /* their argument */
     struct idem_entry *idem;   /* P_INGEST with an Idempotency-Key */
@@ -481,6 +487,16 @@ static void finish(engine *e, struct pending *p)
         r.version = p->version;
         p->done(p->arg, &r);
         break;
+    case P_TXN: {
+        struct engine_txn_result tr;
+
+        memset(&tr, 0, sizeof(tr));
+        tr.r.st = p->st;
+        tr.r.err = p->err;
+        tr.r.version = p->version;
+        p->txn_done(p->arg, &tr);
+        break;
+    }
     case P_CATALOG:
         memset(&r, 0, sizeof(r));
         r.st = p->st;
@@ -1084,6 +1100,285 @@ out:
 }
 
 /* ------------------------------------------------------------------ */
+/* Transactions */
+
+/*
+ * The newest entry for key at or below snap, newest memtable first;
+ * *hit is the memtable it came from. False when there is none.
+ */
+static bool lookup(engine *e, uint32_t table, const void *key, size_t len, uint64_t snap,
+                   struct memtable_rec *rec, struct memtable **hit)
+{
+    uint64_t hash = key_hash(key, len);
+
+    if (memtable_get(e->active, table, key, len, hash, snap, rec)) {
+        *hit = e->active;
+        return true;
+    }
+    for (size_t i = e->nfrozen; i > 0; i--) {
+        if (memtable_get(e->frozen[i - 1], table, key, len, hash, snap, rec)) {
+            *hit = e->frozen[i - 1];
+            return true;
+        }
+    }
+    return false;
+}
+
+
+struct txn_state {
+    struct engine_txn_conflict *conflicts; /* found so far */
+    size_t nconflicts;
+    struct decode_detail *details;         /* bad records */
+    uint32_t ndetails;
+    struct strbuf body;                    /* the ops, WAL encoded */
+    struct strbuf kbuf;                    /* key scratch */
+    uint32_t *tables;                      /* per op: table id */
+    size_t *key_off;                       /* per op: key offset in keys */
+    size_t *key_len;                       /* per op: key length */
+    struct strbuf keys;                    /* every op's encoded key */
+};
+
+static void txn_conflict(struct txn_state *ts, bool is_cond, size_t index)
+{
+    ts->conflicts = realloc_array(ts->conflicts, ts->nconflicts + 1, sizeof(*ts->conflicts));
+    ts->conflicts[ts->nconflicts].is_cond = is_cond;
+    ts->conflicts[ts->nconflicts].index = index;
+    ts->nconflicts++;
+}
+
+/* Looks up a table of tenant t and encodes a key given as texts. */
+static enum st_status txn_key(const struct catalog_tenant *t, const struct engine_txn_key *k,
+                              const struct catalog_table **tb, struct strbuf *kbuf,
+                              struct err *err)
+{
+    if (!k->table || !(*tb = catalog_tenant_find_table(t, k->table, strlen(k->table))))
+        return err_set(err, ST_ENOTFOUND, "no table '%s' in tenant '%s'",
+                       k->table ? k->table : "", catalog_tenant_name(t));
+    return encode_key_texts(catalog_table_schema(*tb), k->key, k->nkey, kbuf, err);
+}
+
+/* Decodes one upserted record into ts->body; its key into kbuf. */
+static enum st_status txn_record(engine *e, const struct schema *s, size_t index,
+                                 const struct engine_txn_op *op, struct txn_state *ts,
+                                 struct strbuf *kbuf, bool *rejected, struct err *err)
+{
+    struct decode_opts dopts;
+    const void *row;
+    size_t klen;
+    enum st_status rc;
+
+    decode_opts_init(&dopts);
+    dopts.max_rows_bytes = e->opts.max_body_bytes * 2 + (1u << 20);
+    rc = decode_batch(s, op->record ? op->record : "", op->record ? op->record_len : 0, &dopts,
+                      &e->dec, err);
+    if (rc == ST_OK && e->dec.nrecords != 1)
+        rc = err_set(err, ST_EINVAL, "op %zu: the record must be one JSON object", index);
+    if (rc == ST_OK && e->dec.rejected) {
+        struct decode_detail *d;
+
+        ts->details = realloc_array(ts->details, ts->ndetails + 1, sizeof(*ts->details));
+        d = &ts->details[ts->ndetails++];
+        *d = e->dec.details[0];
+        d->index = index;
+        *rejected = true;
+        return ST_OK;
+    }
+    if (rc)
+        return rc;
+    row = decode_result_row(&e->dec, 0);
+    strbuf_add(&ts->body, row, schema_row_len(row));
+    klen = schema_row_key(s, row, (uint8_t *)kbuf->buf, kbuf->alloc);
+    if (klen > kbuf->alloc) {
+        strbuf_grow(kbuf, klen);
+        klen = schema_row_key(s, row, (uint8_t *)kbuf->buf, kbuf->alloc);
+    }
+    kbuf->len = klen;
+    return ST_OK;
+}
+
+static void txn_state_release(struct txn_state *ts)
+{
+    free(ts->conflicts);
+    free(ts->details);
+    free(ts->tables);
+    free(ts->key_off);
+    free(ts->key_len);
+    strbuf_release(&ts->body);
+    strbuf_release(&ts->kbuf);
+    strbuf_release(&ts->keys);
+}
+
+static void txn_answer(engine_txn_fn done, void *arg, enum st_status st, const struct err *err,
+                       const struct txn_state *ts)
+{
+    struct engine_txn_result res;
+
+    memset(&res, 0, sizeof(res));
+    res.r.st = st;
+    if (err)
+        res.r.err = *err;
+    if (ts) {
+        res.conflicts = ts->conflicts;
+        res.nconflicts = ts->nconflicts;
+        res.details = ts->details;
+        res.ndetails = ts->ndetails;
+    }
+    done(arg, &res);
+}
+
+void engine_txn(engine *e, const char *tenant, const struct engine_txn *t, engine_txn_fn done,
+                void *arg)
+{
+    struct catalog_snap *snap = catalog_acquire(e->cat);
+    const struct catalog_tenant *tn = catalog_find_tenant(snap, tenant, strlen(tenant));
+    struct txn_state ts;
+    struct memtable_rec rec;
+    struct memtable *hit;
+    struct pending *p;
+    struct err err;
+    enum st_status rc = ST_OK;
+    size_t nops = t->nops;
+
+    memset(&ts, 0, sizeof(ts));
+    strbuf_init(&ts.kbuf, KEY_BUF);
+    err_clear(&err);
+    if (!tn) {
+        err_set(&err, ST_ENOTFOUND, "no tenant '%s'", tenant);
+        txn_answer(done, arg, ST_ENOTFOUND, &err, NULL);
+        goto out;
+    }
+    rc = check_writable(e, &err);
+    if (rc) {
+        txn_answer(done, arg, rc, &err, NULL);
+        goto out;
+    }
+
+    /* Conditions, on everything applied so far. */
+    for (size_t i = 0; i < t->nconds; i++) {
+        const struct engine_txn_cond *c = &t->conds[i];
+        const struct catalog_table *tb;
+        bool found;
+        bool exists;
+        uint64_t version;
+
+        rc = txn_key(tn, &c->k, &tb, &ts.kbuf, &err);
+        if (rc) {
+            err_set(&err, rc, "condition %zu: %s", i, err.msg);
+            goto fail;
+        }
+        /* A delete is a change too: version_le sees the tombstone's version. */
+        found = lookup(e, (uint32_t)catalog_table_id(tb), ts.kbuf.buf, ts.kbuf.len, UINT64_MAX,
+                       &rec, &hit);
+        exists = found && !rec.tombstone;
+        version = found ? rec.version : 0;
+        if ((c->exists == 1 && !exists) || (c->exists == 0 && exists) ||
+            (c->has_version_le && version > c->version_le))
+            txn_conflict(&ts, true, i);
+    }
+
+    /* Operations: decode, encode keys, look for read_version conflicts. */
+    ts.tables = calloc_array(nops, sizeof(*ts.tables));
+    ts.key_off = calloc_array(nops, sizeof(*ts.key_off));
+    ts.key_len = calloc_array(nops, sizeof(*ts.key_len));
+    for (size_t i = 0; i < nops; i++) {
+        const struct engine_txn_op *op = &t->ops[i];
+        const struct catalog_table *tb;
+        const struct schema *s;
+        size_t len_at;
+
+        if (!op->k.table || !(tb = catalog_tenant_find_table(tn, op->k.table, strlen(op->k.table)))) {
+            rc = err_set(&err, ST_ENOTFOUND, "op %zu: no table '%s' in tenant '%s'", i,
+                         op->k.table ? op->k.table : "", tenant);
+            goto fail;
+        }
+        s = catalog_table_schema(tb);
+        ts.tables[i] = (uint32_t)catalog_table_id(tb);
+        put_u8(&ts.body, (uint8_t)op->op);
+        put_u64(&ts.body, catalog_table_id(tb));
+        put_u32(&ts.body, s->version);
+        len_at = ts.body.len;
+        put_u32(&ts.body, 0);
+        if (op->op == ENGINE_TXN_UPSERT) {
+            bool rejected = false;
+
+            rc = txn_record(e, s, i, op, &ts, &ts.kbuf, &rejected, &err);
+            if (!rc && rejected)
+                continue; /* reported with the others below */
+        } else if (op->op == ENGINE_TXN_DELETE) {
+            rc = encode_key_texts(s, op->k.key, op->k.nkey, &ts.kbuf, &err);
+            if (!rc)
+                strbuf_add(&ts.body, ts.kbuf.buf, ts.kbuf.len);
+        } else {
+            rc = err_set(&err, ST_EINVAL, "op %zu: unknown operation", i);
+        }
+        if (rc) {
+            err_set(&err, rc, "op %zu: %s", i, err.msg);
+            goto fail;
+        }
+        {
+            uint32_t len = (uint32_t)(ts.body.len - len_at - 4);
+
+            for (int b = 0; b < 4; b++)
+                ts.body.buf[len_at + (size_t)b] = (char)(len >> (8 * b));
+        }
+        ts.key_off[i] = ts.keys.len;
+        ts.key_len[i] = ts.kbuf.len;
+        strbuf_add(&ts.keys, ts.kbuf.buf, ts.kbuf.len);
+        if (t->has_read_version &&
+            lookup(e, ts.tables[i], ts.kbuf.buf, ts.kbuf.len, UINT64_MAX, &rec, &hit) &&
+            rec.version > t->read_version)
+            txn_conflict(&ts, false, i);
+    }
+    if (ts.ndetails) {
+        rc = err_set(&err, ST_EINVAL, "%u record%s failed validation", ts.ndetails,
+                     ts.ndetails == 1 ? "" : "s");
+        goto fail;
+    }
+    if (ts.nconflicts) {
+        rc = err_set(&err, ST_ECONFLICT, "%zu condition%s or key%s conflict", ts.nconflicts,
+                     ts.nconflicts == 1 ? "" : "s", ts.nconflicts == 1 ? "" : "s");
+        goto fail;
+    }
+
+    p = pending_new(e, P_TXN);
+    p->txn_done = done;
+    p->arg = arg;
+    batch_header(&p->payload, BATCH_MIXED, NULL, 0, 0, nops, 0, NULL, 0);
+    strbuf_add(&p->payload, ts.body.buf, ts.body.len);
+    rc = submit(e, p, WAL_REC_DATA, &err);
+    if (rc) {
+        pending_free(p);
+        goto fail;
+    }
+    {
+        /* Apply: walk the encoded ops again (rows and keys are in body). */
+        struct reader r = {(const uint8_t *)ts.body.buf, ts.body.len, false};
+
+        for (size_t i = 0; i < nops; i++) {
+            uint8_t op = (uint8_t)get_le(&r, 1);
+            uint64_t tid = get_le(&r, 8);
+            uint32_t sv = (uint32_t)get_le(&r, 4);
+            uint32_t len = (uint32_t)get_le(&r, 4);
+            const void *bytes = take(&r, len);
+            const uint8_t *key = (const uint8_t *)ts.keys.buf + ts.key_off[i];
+
+            st_assert(!r.bad);
+            put_one(e, p->version, (uint32_t)tid, sv, key, ts.key_len[i],
+                    key_hash(key, ts.key_len[i]), op == ENGINE_TXN_UPSERT ? bytes : NULL,
+                    op == ENGINE_TXN_UPSERT ? len : 0);
+        }
+    }
+    maybe_rotate_memtable(e);
+    goto out;
+
+fail:
+    txn_answer(done, arg, rc, &err, &ts);
+out:
+    txn_state_release(&ts);
+    catalog_release(snap);
+}
+
+/* ------------------------------------------------------------------ */
 /* Reads */
 
 uint64_t engine_version(engine *e)
@@ -1106,7 +1401,6 @@ enum st_status engine_get(engine *e, const char *tenant, const char *table,
     struct memtable_rec rec;
     struct memtable *hit = NULL;
     uint64_t version;
-    uint64_t hash;
     enum st_status rc;
 
     memset(out, 0, sizeof(*out));
@@ -1126,14 +1420,8 @@ enum st_status engine_get(engine *e, const char *tenant, const char *table,
             goto out;
         version = as_of;
     }
-    hash = key_hash(kbuf.buf, kbuf.len);
-    if (memtable_get(e->active, (uint32_t)catalog_table_id(tb), kbuf.buf, kbuf.len, hash, version,
-                     &rec))
-        hit = e->active;
-    for (size_t i = e->nfrozen; !hit && i > 0; i--)
-        if (memtable_get(e->frozen[i - 1], (uint32_t)catalog_table_id(tb), kbuf.buf, kbuf.len,
-                         hash, version, &rec))
-            hit = e->frozen[i - 1];
+    if (!lookup(e, (uint32_t)catalog_table_id(tb), kbuf.buf, kbuf.len, version, &rec, &hit))
+        hit = NULL;
     if (!hit || rec.tombstone) {
         rc = err_set(err, ST_ENOTFOUND, "no record with that key in table '%s'", table);
         goto out;
@@ -1178,6 +1466,44 @@ struct replay_ctx {
     struct strbuf kbuf;    /* key scratch */
 };
 
+/* Replays the ops of a transaction; ops on deleted tables are skipped. */
+static enum st_status replay_mixed(struct replay_ctx *c, const struct wal_record *rec,
+                                   struct reader *r, uint64_t count, struct err *err)
+{
+    engine *e = c->e;
+    struct catalog_snap *snap = catalog_acquire(e->cat);
+
+    for (uint64_t i = 0; i < count && !r->bad; i++) {
+        uint8_t op = (uint8_t)get_le(r, 1);
+        uint64_t tid = get_le(r, 8);
+        uint32_t sv = (uint32_t)get_le(r, 4);
+        uint32_t len = (uint32_t)get_le(r, 4);
+        const uint8_t *bytes = take(r, len);
+        const struct catalog_table *tb = catalog_find_table_by_id(snap, tid);
+        const struct schema *s = tb ? catalog_table_schema_version(tb, sv) : NULL;
+
+        if (r->bad || !len || (op != ENGINE_TXN_UPSERT && op != ENGINE_TXN_DELETE) ||
+            (op == ENGINE_TXN_UPSERT && (len < 4 || schema_row_len(bytes) != len))) {
+            r->bad = true;
+            break;
+        }
+        if (!s) {
+            c->skipped++;
+            continue;
+        }
+        if (op == ENGINE_TXN_UPSERT)
+            put_row(e, rec->version, (uint32_t)tid, s, bytes, &c->kbuf);
+        else
+            put_one(e, rec->version, (uint32_t)tid, sv, bytes, len, key_hash(bytes, len), NULL, 0);
+    }
+    catalog_release(snap);
+    if (r->bad || r->left)
+        return err_set(err, ST_ECORRUPT, "transaction record at version %llu is malformed",
+                       (unsigned long long)rec->version);
+    maybe_rotate_memtable(e);
+    return ST_OK;
+}
+
 static enum st_status replay_data(struct replay_ctx *c, const struct wal_record *rec,
                                   struct err *err)
 {
@@ -1199,8 +1525,8 @@ static enum st_status replay_data(struct replay_ctx *c, const struct wal_record 
     struct decode_detail *details = NULL;
     enum st_status rc = ST_OK;
 
-    if (r.bad || format != BATCH_FORMAT || (kind != BATCH_UPSERT && kind != BATCH_DELETE) ||
-        ndetails > 100000)
+    if (r.bad || format != BATCH_FORMAT ||
+        (kind != BATCH_UPSERT && kind != BATCH_DELETE && kind != BATCH_MIXED) || ndetails > 100000)
         return err_set(err, ST_ECORRUPT, "data record at version %llu has a bad header",
                        (unsigned long long)rec->version);
     if (ndetails)
@@ -1229,6 +1555,10 @@ static enum st_status replay_data(struct replay_ctx *c, const struct wal_record 
         goto out;
     }
 
+    if (kind == BATCH_MIXED) {
+        rc = replay_mixed(c, rec, &r, count, err);
+        goto out;
+    }
     snap = catalog_acquire(e->cat);
     tb = catalog_find_table_by_id(snap, table_id);
     s = tb ? catalog_table_schema_version(tb, schema_version) : NULL;

@@ -157,6 +157,76 @@ void engine_ingest(engine *e, const char *tenant, const char *table, const char 
 void engine_delete(engine *e, const char *tenant, const char *table, const char *const *key,
                    size_t nkey, engine_done_fn done, void *arg);
 
+/*
+ * Transactions: conditions and operations on keys of one tenant's tables,
+ * committed atomically at one version with snapshot isolation, first
+ * committer wins. Keys are given as text values in primary-key order, as
+ * for engine_delete(); upserted records as JSON object text.
+ */
+struct engine_txn_key {
+    const char *table;       /* table name */
+    const char *const *key;  /* key field values as text, in key order */
+    size_t nkey;             /* entries in key */
+};
+
+struct engine_txn_cond {
+    struct engine_txn_key k; /* the record */
+    int exists;              /* 1: must exist, 0: must not, -1: no check */
+    bool has_version_le;     /* check version_le */
+    uint64_t version_le;     /* the record's version must be <= this (a
+                              * missing record counts as version 0) */
+};
+
+enum engine_txn_op_type {
+    ENGINE_TXN_UPSERT = 1,
+    ENGINE_TXN_DELETE = 2,
+};
+
+struct engine_txn_op {
+    enum engine_txn_op_type op; /* upsert or delete */
+    struct engine_txn_key k;    /* delete: the key; upsert: k.table only */
+    const char *record;         /* upsert: one JSON object */
+    size_t record_len;          /* its length */
+};
+
+struct engine_txn {
+    bool has_read_version;        /* conflict check against read_version */
+    uint64_t read_version;        /* the snapshot the client read at */
+    const struct engine_txn_cond *conds; /* nconds conditions */
+    size_t nconds;
+    const struct engine_txn_op *ops;     /* nops operations */
+    size_t nops;
+};
+
+/* Where a transaction failed: a condition or an op, by index. */
+struct engine_txn_conflict {
+    bool is_cond;  /* conds[index], else ops[index] */
+    size_t index;  /* into conds or ops */
+};
+
+struct engine_txn_result {
+    struct engine_result r;                   /* ST_OK, or the failure */
+    const struct engine_txn_conflict *conflicts; /* ST_ECONFLICT: what failed */
+    size_t nconflicts;
+    const struct decode_detail *details;      /* ST_EINVAL on a bad record:
+                                               * index is the op's index */
+    uint32_t ndetails;
+};
+
+typedef void (*engine_txn_fn)(void *arg, const struct engine_txn_result *res);
+
+/*
+ * Runs t for tenant. Conditions are checked, and read_version conflicts
+ * looked for, against every commit applied so far (durable or about to
+ * be): a commit that wins the race is seen. ST_ECONFLICT lists every
+ * failed condition and every written key committed after read_version;
+ * ST_EINVAL a bad key, table name or record (details); ST_ENOTFOUND an
+ * unknown tenant or table. Nothing is written unless everything holds.
+ * t and its strings are borrowed for the call only.
+ */
+void engine_txn(engine *e, const char *tenant, const struct engine_txn *t, engine_txn_fn done,
+                void *arg);
+
 /* ------------------------------------------------------------------ */
 /* Reads */
 

@@ -453,6 +453,144 @@ START_TEST(test_composite_and_string_keys)
 }
 END_TEST
 
+
+struct txn_answer {
+    bool done;
+    struct engine_result r;
+    size_t nconflicts;
+    bool first_is_cond;
+    size_t first_index;
+    uint32_t ndetails;
+    uint64_t detail_index;
+};
+
+static void on_txn(void *arg, const struct engine_txn_result *res)
+{
+    struct txn_answer *a = arg;
+
+    a->r = res->r;
+    a->nconflicts = res->nconflicts;
+    if (res->nconflicts) {
+        a->first_is_cond = res->conflicts[0].is_cond;
+        a->first_index = res->conflicts[0].index;
+    }
+    a->ndetails = res->ndetails;
+    if (res->ndetails)
+        a->detail_index = res->details[0].index;
+    a->done = true;
+}
+
+static struct txn_answer run_txn(engine *e, const struct engine_txn *t)
+{
+    struct txn_answer a = {0};
+
+    engine_txn(e, "acme", t, on_txn, &a);
+    pump_until(&a.done);
+    return a;
+}
+
+START_TEST(test_txn_commits_atomically_with_conditions)
+{
+    engine *e = open_engine();
+    const char *k1[1] = {"1"};
+    const char *k5[1] = {"5"};
+    const char *k77[1] = {"77"};
+    const char *rec5 = "{\"id\":5,\"ts\":0,\"origin\":\"TXN\",\"delay\":1}";
+    const char *bad = "{\"id\":6,\"ts\":0,\"origin\":6}";
+    struct engine_txn_cond conds[1];
+    struct engine_txn_op ops[2];
+    struct engine_txn t;
+    struct txn_answer a;
+    struct answer in;
+    uint64_t v, before;
+
+    make_flights(e);
+    in = ingest(e, three, false, NULL);
+    ck_assert_int_eq(in.r.st, ST_OK);
+
+    memset(conds, 0, sizeof(conds));
+    conds[0].k = (struct engine_txn_key){"flights", k1, 1};
+    conds[0].exists = 1;
+    memset(ops, 0, sizeof(ops));
+    ops[0].op = ENGINE_TXN_UPSERT;
+    ops[0].k.table = "flights";
+    ops[0].record = rec5;
+    ops[0].record_len = strlen(rec5);
+    ops[1].op = ENGINE_TXN_DELETE;
+    ops[1].k = (struct engine_txn_key){"flights", k1, 1};
+    memset(&t, 0, sizeof(t));
+    t.conds = conds;
+    t.nconds = 1;
+    t.ops = ops;
+    t.nops = 2;
+    t.has_read_version = true;
+    t.read_version = in.r.version;
+    a = run_txn(e, &t);
+    ck_assert_int_eq(a.r.st, ST_OK);
+    v = a.r.version;
+    ck_assert_uint_eq(v, in.r.version + 1);
+    ck_assert_int_eq(get(e, "5", 0, NULL, NULL), ST_OK);
+    ck_assert_int_eq(get(e, "1", 0, NULL, NULL), ST_ENOTFOUND);
+
+    /* The same transaction again: id 1 no longer exists, and id 5 was
+     * written after read_version. Nothing is written. */
+    before = engine_version(e);
+    a = run_txn(e, &t);
+    ck_assert_int_eq(a.r.st, ST_ECONFLICT);
+    ck_assert_uint_eq(a.nconflicts, 3);
+    ck_assert(a.first_is_cond);
+    ck_assert_uint_eq(a.first_index, 0);
+    ck_assert_uint_eq(engine_version(e), before);
+
+    /* version_le on a record written at v fails below v, holds at v. */
+    conds[0].k = (struct engine_txn_key){"flights", k5, 1};
+    conds[0].exists = -1;
+    conds[0].has_version_le = true;
+    conds[0].version_le = v - 1;
+    t.nops = 0;
+    t.has_read_version = false;
+    a = run_txn(e, &t);
+    ck_assert_int_eq(a.r.st, ST_ECONFLICT);
+    conds[0].version_le = v;
+    a = run_txn(e, &t);
+    ck_assert_int_eq(a.r.st, ST_OK);
+
+    /* exists: false on a missing key holds. */
+    conds[0].k = (struct engine_txn_key){"flights", k77, 1};
+    conds[0].exists = 0;
+    conds[0].has_version_le = false;
+    a = run_txn(e, &t);
+    ck_assert_int_eq(a.r.st, ST_OK);
+
+    /* A bad record fails the whole transaction with its op index. */
+    ops[1].op = ENGINE_TXN_UPSERT;
+    ops[1].k.table = "flights";
+    ops[1].record = bad;
+    ops[1].record_len = strlen(bad);
+    t.nconds = 0;
+    t.nops = 2;
+    before = engine_version(e);
+    a = run_txn(e, &t);
+    ck_assert_int_eq(a.r.st, ST_EINVAL);
+    ck_assert_uint_eq(a.ndetails, 1);
+    ck_assert_uint_eq(a.detail_index, 1);
+    ck_assert_uint_eq(engine_version(e), before);
+
+    /* An unknown table is 404. */
+    ops[1].k.table = "nope";
+    a = run_txn(e, &t);
+    ck_assert_int_eq(a.r.st, ST_ENOTFOUND);
+
+    /* Transactions replay after a restart. */
+    close_engine(e);
+    e = open_engine();
+    ck_assert_int_eq(get(e, "5", 0, NULL, NULL), ST_OK);
+    ck_assert_int_eq(get(e, "1", 0, NULL, NULL), ST_ENOTFOUND);
+    ck_assert_int_eq(get(e, "1", in.r.version, NULL, NULL), ST_OK);
+    close_engine(e);
+}
+END_TEST
+
 /* A failed fsync: nothing more is acknowledged, and after a crash every
  * acknowledged record is there and the failed batch is not. */
 START_TEST(test_wal_failure_is_sticky_and_loses_nothing_acknowledged)
@@ -549,6 +687,7 @@ int main(void)
     tcase_add_test(real, test_atomic_and_partial);
     tcase_add_test(real, test_idempotency_survives_restart);
     tcase_add_test(real, test_composite_and_string_keys);
+    tcase_add_test(real, test_txn_commits_atomically_with_conditions);
     suite_add_tcase(s, real);
 
     tcase_add_checked_fixture(fault, setup_fault, teardown_fault);
