@@ -1,5 +1,5 @@
 /*
- * Authentication of admin requests.
+ * Authentication: the admin token and tenant keys.
  *
  * The admin token may do anything. It comes from the configuration
  * (auth.admin_token, or STRATA_ADMIN_TOKEN) or, when neither is set, from
@@ -8,7 +8,20 @@
  * "Authorization: Bearer <token>"; the comparison is constant-time
  * (sodium_memcmp) so response timing does not leak the token.
  *
- * Tenant keys (hashed, scoped) belong to the catalog and come with it.
+ * Tenant keys (hashed, scoped) belong to the catalog: a bearer token that
+ * is not the admin token is looked up with catalog_key_authenticate() in
+ * the engine's current catalog. The answers, in this order:
+ *
+ *   no bearer token, or one that is neither    401 unauthenticated
+ *   (WWW-Authenticate: Bearer ...)
+ *   a key on an admin-only endpoint             403 forbidden
+ *   a key on another tenant's path              403 forbidden
+ *   a key without the endpoint's scope          403 forbidden
+ *
+ * The tenant check compares names only and happens before any lookup of
+ * the path's tenant, so a key gets the same 403 whether that tenant
+ * exists or not and cannot probe for tenants. Handlers authenticate first
+ * and only then validate names or look anything up (400, 404).
  */
 #include "api/api.h"
 
@@ -22,11 +35,12 @@
 
 #include <sodium.h>
 
+#include "engine/engine.h"
 #include "http/httpd.h"
 #include "server.h"
 #include "util/log.h"
 
-#define ADMIN_TOKEN_FILE "admin_token"
+#define ADMIN_TOKEN_FILE  "admin_token"
 #define ADMIN_TOKEN_BYTES 24
 
 static enum st_status read_token_file(const char *path, char *out, size_t n, struct err *err)
@@ -135,9 +149,25 @@ static bool token_equal(const char *given, const char *want)
     return sodium_memcmp(given, want, wlen) == 0;
 }
 
-bool api_require_admin(struct httpd_req *req, const struct server *srv)
+static void reply_401(struct httpd_req *req, const char *msg)
 {
+    httpd_resp_header(req, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
+    httpd_reply_error(req, 401, "unauthenticated", "%s", msg);
+}
+
+/*
+ * The common check. tenant NULL means the endpoint is for the admin token
+ * only. Answers and returns false when the request may not proceed.
+ */
+static bool check_auth(struct httpd_req *req, const struct server *srv, const char *tenant,
+                       unsigned scope)
+{
+    const struct catalog_tenant *t;
+    struct catalog_snap *snap;
     const char *tok;
+    unsigned scopes;
+    struct err err;
+    bool ok = false;
 
     if (!srv->cfg.auth.enabled)
         return true;
@@ -147,10 +177,41 @@ bool api_require_admin(struct httpd_req *req, const struct server *srv)
         httpd_reply_error(req, 401, "unauthenticated", "missing bearer token");
         return false;
     }
-    if (!token_equal(tok, srv->admin_token)) {
-        httpd_resp_header(req, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
-        httpd_reply_error(req, 401, "unauthenticated", "unknown token");
+    if (token_equal(tok, srv->admin_token))
+        return true;
+    if (!srv->engine) {
+        reply_401(req, "unknown token");
         return false;
     }
-    return true;
+    err_clear(&err);
+    snap = engine_catalog(srv->engine);
+    if (catalog_key_authenticate(snap, tok, strlen(tok), &t, &scopes, &err) != ST_OK) {
+        log_debug("auth refused peer=%s reason='%s'", httpd_req_peer(req), err.msg);
+        reply_401(req, "unknown token");
+    } else if (!tenant) {
+        httpd_reply_error(req, 403, "forbidden", "this endpoint needs the admin token");
+    } else if (strcmp(catalog_tenant_name(t), tenant) != 0) {
+        httpd_reply_error(req, 403, "forbidden", "the key gives no access to tenant '%.64s'",
+                          tenant);
+    } else if (!(scopes & scope)) {
+        httpd_resp_header(req, "WWW-Authenticate", "Bearer error=\"insufficient_scope\"");
+        httpd_reply_error(req, 403, "forbidden", "the key lacks the '%s' scope",
+                          catalog_scope_name(scope) ? catalog_scope_name(scope) : "required");
+    } else {
+        ok = true;
+    }
+    catalog_release(snap);
+    return ok;
+}
+
+bool api_require_admin(struct httpd_req *req, const struct server *srv)
+{
+    return check_auth(req, srv, NULL, 0);
+}
+
+bool api_auth_tenant(struct httpd_req *req, const struct server *srv, const char *tenant,
+                     unsigned scope)
+{
+    st_assert(tenant && scope);
+    return check_auth(req, srv, tenant, scope);
 }

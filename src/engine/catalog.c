@@ -1535,6 +1535,116 @@ static enum st_status next_schema(const struct catalog_table *tb, const struct f
     return schema_new(cur->version + 1, fields, n, pk, cur->npk, tf, out, err);
 }
 
+/* ------------------------------------------------------------------ */
+/* Schema evolution. */
+
+static const struct field *find_new(const struct field *fields, uint32_t n, const char *name)
+{
+    int i = find_parsed(fields, n, name);
+
+    return i < 0 ? NULL : &fields[i];
+}
+
+/* Why changing old field o into f (same name) is refused, or NULL. */
+static const char *field_change_reason(const struct field *o, const struct field *f, char *buf,
+                                       size_t n)
+{
+    if (o->is_pk) {
+        if (f->type != o->type) {
+            snprintf(buf, n, "primary-key field cannot change type from %s to %s",
+                     field_type_name(o->type), field_type_name(f->type));
+            return buf;
+        }
+        if (f->nullable)
+            return "primary-key field cannot become nullable";
+        if (f->has_default)
+            return "primary-key field cannot have a default";
+        return NULL;
+    }
+    if (f->type != o->type && !(o->type == FIELD_INT64 && f->type == FIELD_FLOAT64)) {
+        snprintf(buf, n, "type cannot change from %s to %s (only int64 to float64)",
+                 field_type_name(o->type), field_type_name(f->type));
+        return buf;
+    }
+    if (o->nullable && !f->nullable)
+        return "a nullable field cannot become required (non-nullable)";
+    if (!o->nullable && o->has_default && !f->nullable && !f->has_default)
+        return "removing the default would make the field required";
+    return NULL;
+}
+
+uint32_t catalog_schema_compat(const struct schema *old, const struct field *fields, uint32_t n,
+                               catalog_compat_fn fn, void *arg)
+{
+    uint32_t bad = 0;
+    char buf[128];
+
+    for (uint32_t i = 0; i < old->nfields; i++) {
+        const struct field *o = &old->fields[i];
+        const struct field *f = find_new(fields, n, o->name);
+        const char *reason;
+
+        if (!f)
+            reason = o->is_pk                        ? "primary-key field cannot be removed"
+                     : (int32_t)i == old->time_field ? "the time field cannot be removed"
+                                                     : NULL;
+        else
+            reason = field_change_reason(o, f, buf, sizeof(buf));
+        if (reason) {
+            bad++;
+            if (fn)
+                fn(arg, o->name, reason);
+        }
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        const struct field *f = &fields[i];
+
+        /* A duplicate name is schema_new()'s to refuse: look at the first only. */
+        if (schema_find_field(old, f->name, strlen(f->name)) >= 0 ||
+            find_new(fields, n, f->name) != f)
+            continue;
+        if (!f->nullable && !f->has_default) {
+            bad++;
+            if (fn)
+                fn(arg, f->name, "a new field must be nullable or have a default");
+        }
+    }
+    return bad;
+}
+
+/* Collects the first reason of catalog_schema_compat() into an err. */
+struct compat_first {
+    char field[SCHEMA_NAME_MAX]; /* the first offending field */
+    char reason[160];            /* its reason */
+    uint32_t n;                  /* reasons seen */
+};
+
+static void compat_first_cb(void *arg, const char *field, const char *reason)
+{
+    struct compat_first *c = arg;
+
+    if (c->n++ == 0) {
+        st_strlcpy(c->field, field, sizeof(c->field));
+        st_strlcpy(c->reason, reason, sizeof(c->reason));
+    }
+}
+
+static enum st_status check_compat(const struct catalog_table *tb, const struct catalog_op *op,
+                                   struct err *err)
+{
+    struct compat_first c;
+
+    memset(&c, 0, sizeof(c));
+    if (!catalog_schema_compat(catalog_table_schema(tb), op->fields, op->nfields, compat_first_cb,
+                               &c))
+        return ST_OK;
+    if (c.n == 1)
+        return err_set(err, ST_EINVAL, "incompatible schema change: field '%s': %s", c.field,
+                       c.reason);
+    return err_set(err, ST_EINVAL, "incompatible schema change: field '%s': %s (and %u more)",
+                   c.field, c.reason, c.n - 1);
+}
+
 static enum st_status check_table(const struct catalog_tenant *t, const char *name,
                                   const struct catalog_table **out, struct err *err)
 {
@@ -1618,6 +1728,11 @@ static enum st_status check(const struct catalog_snap *s, const struct catalog_o
         rc = next_schema(tb, op->fields, op->nfields, &schema, err);
         if (rc)
             return rc;
+        rc = check_compat(tb, op, err);
+        if (rc) {
+            schema_free(schema);
+            return rc;
+        }
         if (built)
             *built = schema;
         else

@@ -278,12 +278,37 @@ void catalog_op_add_schema_version(struct catalog_op *op, const char *tenant, co
                                    struct field *fields, uint32_t n);
 
 /*
+ * Schema evolution (added for PUT .../schema): whether fields (n entries,
+ * the full new field list) is a backward-compatible successor of old,
+ * the table's newest schema: every record stored under old must read back
+ * under the new list. Accepted: adding a field that is nullable or has a
+ * default, making a field nullable, adding, changing or (on a nullable
+ * field) dropping a default, widening int64 to float64, reordering, and
+ * removing a field that is neither in the primary key nor the time field
+ * (old rows keep it; reads under the new version no longer show it).
+ * Refused, one reason per offending field: removing, retyping, making
+ * nullable or giving a default to a primary-key field; removing the time
+ * field; any other type change; making a nullable field non-nullable;
+ * dropping the default of a non-nullable field (it would become
+ * required); adding a field that is neither nullable nor has a default.
+ * Calls fn(arg, field name, reason) for each, old fields first in their
+ * order, then new ones; returns how many. Pass fn NULL just to count.
+ * Reasons are lower-case phrases without the field name, e.g. "type
+ * cannot change from string to int64".
+ */
+typedef void (*catalog_compat_fn)(void *arg, const char *field, const char *reason);
+uint32_t catalog_schema_compat(const struct schema *old, const struct field *fields, uint32_t n,
+                               catalog_compat_fn fn, void *arg);
+
+/*
  * Checks that op applies to snap: tenant and table names match the API's
  * patterns and key ids are 16 lowercase hex digits (ST_EINVAL), the
  * tenant, table or key exists (ST_ENOTFOUND; a key of another tenant is
  * not found), the name or key id is not taken (ST_EEXIST), scopes are
  * known and not empty, quotas fit in int64, a new schema version builds
- * with the table's primary key and time field (ST_EINVAL).
+ * with the table's primary key and time field and is a backward-compatible
+ * successor of the newest (catalog_schema_compat(); ST_EINVAL with
+ * "incompatible schema change: field 'x': reason", the first reason).
  */
 enum st_status catalog_check_op(const struct catalog_snap *snap, const struct catalog_op *op,
                                 struct err *err);

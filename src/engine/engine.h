@@ -243,9 +243,10 @@ struct engine_record {
 /*
  * Reads the record with the given primary key (as engine_delete) at
  * as_of (0: the newest visible version). ST_ENOTFOUND for no such
- * tenant, table or record; ST_EINVAL for a key that does not parse;
- * ST_ECONFLICT ("snapshot_too_old") for an as_of no longer retained or
- * not yet visible. Release out with engine_record_release().
+ * tenant, table or record; ST_EINVAL for a key that does not parse or an
+ * as_of newer than the newest visible version; ST_ECONFLICT
+ * ("snapshot_too_old") for an as_of no longer retained. Release out with
+ * engine_record_release().
  */
 enum st_status engine_get(engine *e, const char *tenant, const char *table,
                           const char *const *key, size_t nkey, uint64_t as_of,

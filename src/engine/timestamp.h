@@ -25,8 +25,9 @@ bool timestamp_parse_text(const char *s, size_t len, int64_t *ms);
 /*
  * Writes ms as "YYYY-MM-DDThh:mm:ss.mmmZ" into buf (at least
  * TIMESTAMP_TEXT_MAX bytes; times before 1970 too). Years outside
- * 0000-9999 print with a sign and more digits, as RFC 3339's extension
- * allows ("+12345-01-01T..."). Returns the length.
+ * 0000-9999 print with a sign and at least four digits, as ISO 8601's
+ * expanded years do ("+12345-01-01T...", "-0001-12-31T..."). Returns
+ * the length.
  */
 size_t timestamp_format(int64_t ms, char *buf);
 

@@ -1387,6 +1387,227 @@ START_TEST(test_quotas)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ */
+/* Schema evolution: catalog_schema_compat() and its use in the check. */
+
+static const char evolving[] = "{\"name\": \"ev\", \"fields\": ["
+                               "{\"name\": \"id\", \"type\": \"int64\"},"
+                               "{\"name\": \"ts\", \"type\": \"timestamp\"},"
+                               "{\"name\": \"name\", \"type\": \"string\"},"
+                               "{\"name\": \"n\", \"type\": \"int64\", \"nullable\": true},"
+                               "{\"name\": \"d\", \"type\": \"float64\", \"default\": 1.5},"
+                               "{\"name\": \"cnt\", \"type\": \"int64\"},"
+                               "{\"name\": \"tag\", \"type\": \"string\", \"default\": \"x\"},"
+                               "{\"name\": \"b\", \"type\": \"bool\", \"nullable\": true}"
+                               "], \"primary_key\": [\"id\"], \"time_field\": \"ts\"}";
+
+static void compat_collect(void *arg, const char *field, const char *reason)
+{
+    struct strbuf *sb = arg;
+
+    strbuf_addf(sb, "%s%s: %s", sb->len ? "; " : "", field, reason);
+}
+
+/* The reasons catalog_schema_compat() gives for the field list text. */
+static char *compat_reasons(const struct schema *old, const char *fields_text, uint32_t *count)
+{
+    json_t *j = json_loads(fields_text, 0, NULL);
+    struct strbuf sb = STRBUF_INIT;
+    struct field *f;
+    uint32_t n, c;
+    struct err err;
+
+    ck_assert_ptr_nonnull(j);
+    ck_assert_msg(catalog_fields_parse(j, &f, &n, &err) == ST_OK, "%s", err.msg);
+    json_decref(j);
+    c = catalog_schema_compat(old, f, n, compat_collect, &sb);
+    ck_assert_uint_eq(catalog_schema_compat(old, f, n, NULL, NULL), c);
+    catalog_fields_free(f, n);
+    if (count)
+        *count = c;
+    return strbuf_detach(&sb, NULL);
+}
+
+static void expect_compat(const struct schema *old, const char *fields_text, const char *want)
+{
+    uint32_t c;
+    char *got = compat_reasons(old, fields_text, &c);
+
+    ck_assert_str_eq(got, want);
+    ck_assert_uint_eq(c == 0, want[0] == '\0');
+    free(got);
+}
+
+START_TEST(test_schema_compat_rules)
+{
+    struct catalog_table_def *def = def_of(evolving);
+    const struct schema *old = def->schema;
+
+    /* Everything the contract accepts, at once; removing b is fine too. */
+    expect_compat(old,
+                  "[{\"name\": \"ts\", \"type\": \"timestamp\"},"
+                  "{\"name\": \"id\", \"type\": \"int64\"},"
+                  "{\"name\": \"name\", \"type\": \"string\", \"nullable\": true},"
+                  "{\"name\": \"n\", \"type\": \"int64\", \"nullable\": true, \"default\": 7},"
+                  "{\"name\": \"d\", \"type\": \"float64\", \"default\": 2.5},"
+                  "{\"name\": \"cnt\", \"type\": \"float64\"},"
+                  "{\"name\": \"tag\", \"type\": \"string\", \"default\": \"y\"},"
+                  "{\"name\": \"extra\", \"type\": \"json\", \"nullable\": true},"
+                  "{\"name\": \"z\", \"type\": \"bool\", \"default\": true}]",
+                  "");
+    /* A required field may gain a default; a nullable one may lose its default. */
+    expect_compat(old,
+                  "[{\"name\": \"id\", \"type\": \"int64\"},"
+                  "{\"name\": \"ts\", \"type\": \"timestamp\"},"
+                  "{\"name\": \"name\", \"type\": \"string\", \"default\": \"\"},"
+                  "{\"name\": \"n\", \"type\": \"int64\", \"nullable\": true},"
+                  "{\"name\": \"d\", \"type\": \"float64\", \"nullable\": true},"
+                  "{\"name\": \"cnt\", \"type\": \"int64\"},"
+                  "{\"name\": \"tag\", \"type\": \"string\", \"nullable\": true}]",
+                  "");
+
+    /* One reason per offending field: old fields in order, then new ones. */
+    expect_compat(old,
+                  "[{\"name\": \"id\", \"type\": \"float64\"},"
+                  "{\"name\": \"name\", \"type\": \"int64\"},"
+                  "{\"name\": \"n\", \"type\": \"int64\"},"
+                  "{\"name\": \"d\", \"type\": \"int64\", \"default\": 1},"
+                  "{\"name\": \"cnt\", \"type\": \"string\", \"nullable\": true},"
+                  "{\"name\": \"tag\", \"type\": \"string\"},"
+                  "{\"name\": \"b\", \"type\": \"bool\", \"nullable\": true},"
+                  "{\"name\": \"req\", \"type\": \"int64\"},"
+                  "{\"name\": \"ok\", \"type\": \"int64\", \"nullable\": true}]",
+                  "id: primary-key field cannot change type from int64 to float64; "
+                  "ts: the time field cannot be removed; "
+                  "name: type cannot change from string to int64 (only int64 to float64); "
+                  "n: a nullable field cannot become required (non-nullable); "
+                  "d: type cannot change from float64 to int64 (only int64 to float64); "
+                  "cnt: type cannot change from int64 to string (only int64 to float64); "
+                  "tag: removing the default would make the field required; "
+                  "req: a new field must be nullable or have a default");
+
+    /* Primary-key fields stay as they are. */
+    expect_compat(old,
+                  "[{\"name\": \"ts\", \"type\": \"timestamp\"},"
+                  "{\"name\": \"name\", \"type\": \"string\"},"
+                  "{\"name\": \"cnt\", \"type\": \"int64\"}]",
+                  "id: primary-key field cannot be removed");
+    expect_compat(old,
+                  "[{\"name\": \"id\", \"type\": \"int64\", \"nullable\": true},"
+                  "{\"name\": \"ts\", \"type\": \"timestamp\"}]",
+                  "id: primary-key field cannot become nullable");
+    expect_compat(old,
+                  "[{\"name\": \"id\", \"type\": \"int64\", \"default\": 3},"
+                  "{\"name\": \"ts\", \"type\": \"timestamp\"}]",
+                  "id: primary-key field cannot have a default");
+    /* The time field cannot be retyped either. */
+    expect_compat(old,
+                  "[{\"name\": \"id\", \"type\": \"int64\"},"
+                  "{\"name\": \"ts\", \"type\": \"int64\"}]",
+                  "ts: type cannot change from timestamp to int64 (only int64 to float64)");
+    /* A duplicated new field is reported once (schema_new() refuses the duplicate). */
+    expect_compat(old,
+                  "[{\"name\": \"id\", \"type\": \"int64\"},"
+                  "{\"name\": \"ts\", \"type\": \"timestamp\"},"
+                  "{\"name\": \"q\", \"type\": \"int64\"},"
+                  "{\"name\": \"q\", \"type\": \"int64\", \"nullable\": true}]",
+                  "q: a new field must be nullable or have a default");
+    catalog_table_def_free(def);
+}
+END_TEST
+
+/* catalog_check_op() refuses incompatible versions, and apply (replay) does too. */
+START_TEST(test_schema_compat_check)
+{
+    struct harness h;
+    struct catalog_op op;
+    struct catalog_snap *snap;
+    struct field *f;
+    uint32_t n;
+    struct err err;
+    json_t *j;
+
+    h_init(&h);
+    create_tenant(&h, "acme");
+    create_table(&h, "acme", evolving);
+
+    j = json_loads("[{\"name\": \"id\", \"type\": \"int64\"},"
+                   "{\"name\": \"ts\", \"type\": \"timestamp\"},"
+                   "{\"name\": \"name\", \"type\": \"string\"},"
+                   "{\"name\": \"n\", \"type\": \"int64\"},"
+                   "{\"name\": \"cnt\", \"type\": \"int64\"}]",
+                   0, NULL);
+    ck_assert_int_eq(catalog_fields_parse(j, &f, &n, &err), ST_OK);
+    json_decref(j);
+    catalog_op_add_schema_version(&op, "acme", "ev", f, n);
+    expect(&h, &op, ST_EINVAL,
+           "incompatible schema change: field 'n': a nullable field cannot become required "
+           "(non-nullable)");
+
+    j = json_loads("[{\"name\": \"id\", \"type\": \"int64\"},"
+                   "{\"name\": \"ts\", \"type\": \"timestamp\"},"
+                   "{\"name\": \"name\", \"type\": \"bool\"},"
+                   "{\"name\": \"cnt\", \"type\": \"int64\"},"
+                   "{\"name\": \"new1\", \"type\": \"int64\"},"
+                   "{\"name\": \"new2\", \"type\": \"int64\"}]",
+                   0, NULL);
+    ck_assert_int_eq(catalog_fields_parse(j, &f, &n, &err), ST_OK);
+    json_decref(j);
+    catalog_op_add_schema_version(&op, "acme", "ev", f, n);
+    expect(&h, &op, ST_EINVAL,
+           "incompatible schema change: field 'name': type cannot change from string to bool "
+           "(only int64 to float64) (and 2 more)");
+
+    /* Structural errors of schema_new() come first. */
+    j = json_loads("[{\"name\": \"ts\", \"type\": \"timestamp\"}]", 0, NULL);
+    ck_assert_int_eq(catalog_fields_parse(j, &f, &n, &err), ST_OK);
+    json_decref(j);
+    catalog_op_add_schema_version(&op, "acme", "ev", f, n);
+    expect(&h, &op, ST_EINVAL, "primary key field 'id' does not exist");
+
+    /* An incompatible op logged anyway (by an older server, say) is refused by apply. */
+    {
+        struct catalog_op bad;
+        struct strbuf sb = STRBUF_INIT;
+
+        j = json_loads("[{\"name\": \"id\", \"type\": \"int64\"},"
+                       "{\"name\": \"ts\", \"type\": \"timestamp\"},"
+                       "{\"name\": \"name\", \"type\": \"string\"},"
+                       "{\"name\": \"cnt\", \"type\": \"int64\"},"
+                       "{\"name\": \"req\", \"type\": \"int64\"}]",
+                       0, NULL);
+        ck_assert_int_eq(catalog_fields_parse(j, &f, &n, &err), ST_OK);
+        json_decref(j);
+        catalog_op_add_schema_version(&bad, "acme", "ev", f, n);
+        catalog_op_encode(&bad, &sb);
+        catalog_op_release(&bad);
+        err_clear(&err);
+        ck_assert_int_eq(catalog_apply(h.cat, sb.buf, sb.len, 100, &err), ST_EINVAL);
+        ck_assert_str_eq(err.msg, "incompatible schema change: field 'req': a new field must be "
+                                  "nullable or have a default");
+        strbuf_release(&sb);
+    }
+
+    /* A compatible version applies and becomes the newest. */
+    add_version(&h, "acme", "ev",
+                "[{\"name\": \"id\", \"type\": \"int64\"},"
+                "{\"name\": \"ts\", \"type\": \"timestamp\"},"
+                "{\"name\": \"name\", \"type\": \"string\", \"nullable\": true},"
+                "{\"name\": \"cnt\", \"type\": \"float64\"},"
+                "{\"name\": \"req\", \"type\": \"int64\", \"default\": 0}]");
+    snap = catalog_acquire(h.cat);
+    {
+        const struct schema *s = catalog_table_schema(catalog_find_table(snap, "acme", 4, "ev", 2));
+
+        ck_assert_uint_eq(s->version, 2);
+        ck_assert_uint_eq(s->nfields, 5);
+        ck_assert_int_eq(s->fields[3].type, FIELD_FLOAT64);
+    }
+    catalog_release(snap);
+    h_release(&h);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("catalog");
@@ -1417,6 +1638,8 @@ int main(void)
     tcase_add_test(tc, test_ids_never_reused);
     tcase_add_test(tc, test_lookups);
     tcase_add_test(tc, test_quotas);
+    tcase_add_test(tc, test_schema_compat_rules);
+    tcase_add_test(tc, test_schema_compat_check);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -714,7 +714,10 @@ START_TEST(test_nesting_limit)
     char *b = malloc(2 * 2048 + 64);
 
     for (int round = 0; round < 2; round++, k++) {
-        n = (size_t)sprintf(b, "[{\"id\":1,\"ts\":0,\"s\":");
+        static const char head[] = "[{\"id\":1,\"ts\":0,\"s\":";
+
+        n = sizeof(head) - 1;
+        memcpy(b, head, n);
         for (size_t i = 0; i < k; i++)
             b[n++] = '[';
         for (size_t i = 0; i < k; i++)
