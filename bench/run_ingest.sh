@@ -16,7 +16,9 @@
 #                  frozen memtables off the heap, memory must hold the run
 #   --short        a quick run for CI: 100k records, 2 s
 #
-# Environment: BUILD_DIR (default build), KEEP=1 keeps the data directory.
+# Environment: BUILD_DIR (default build), KEEP=1 keeps the data directory,
+# PERF=1 records a CPU profile of the server during the measured time
+# (perf record -g; the report is printed at the end).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -74,11 +76,22 @@ curl -sf -X POST -H "$auth" -H 'Content-Type: application/json' "http://$query/v
   "primary_key": ["id"], "time_field": "ts"}' >/dev/null
 
 echo "ingest: $conns connections, batches of $batch, sync=$sync, ${duration}s"
+perf_pid=
+if [[ "${PERF:-0}" == 1 ]]; then
+    (sleep 1; perf record -q -g -o "$work/perf.data" -p "$server_pid" -- sleep "$duration") \
+        >/dev/null 2>&1 &
+    perf_pid=$!
+fi
 "$build/bench/strata-loadgen" --body-list "$work/list" --records-per-request lines \
     -H "$auth" -H 'Content-Type: application/x-ndjson' -c "$conns" \
     --warmup 1 -d "$duration" \
     "http://$ingest/v1/tenants/bench/tables/flights/records"
 
+if [[ -n "$perf_pid" ]]; then
+    wait "$perf_pid" || true
+    perf report -i "$work/perf.data" --no-children --sort dso,symbol --percent-limit 1.5 \
+        --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -30
+fi
 wal_bytes=$(du -sb "$work/data/wal" | cut -f1)
 python3 - "$ndjson_bytes" "$wal_bytes" <<'PY'
 import sys
