@@ -1328,19 +1328,19 @@ static void register_metrics(struct wal *w)
     if (!m)
         return;
     w->m_appends = metric_series_get(
-        metrics_counter(m, "wal_appends_total", "records written to the WAL", NULL));
+        metrics_counter(m, "strata_wal_appends_total", "records written to the WAL", NULL));
     w->m_bytes = metric_series_get(
-        metrics_counter(m, "wal_append_bytes_total", "payload bytes written to the WAL", NULL));
+        metrics_counter(m, "strata_wal_append_bytes_total", "payload bytes written to the WAL", NULL));
     w->m_groups = metric_series_get(
-        metrics_counter(m, "wal_groups_total", "group commits (one write each)", NULL));
+        metrics_counter(m, "strata_wal_groups_total", "group commits (one write each)", NULL));
     w->m_syncs = metric_series_get(
-        metrics_counter(m, "wal_syncs_total", "fdatasync calls on WAL files", NULL));
+        metrics_counter(m, "strata_wal_syncs_total", "fdatasync calls on WAL files", NULL));
     w->m_sync_s = metric_series_get(
-        metrics_histogram(m, "wal_sync_seconds", "latency of WAL fdatasync calls", NULL, NULL, 0));
+        metrics_histogram(m, "strata_wal_sync_seconds", "latency of WAL fdatasync calls", NULL, NULL, 0));
     w->m_queued = metric_series_get(
-        metrics_gauge(m, "wal_queued_bytes", "bytes appended and not yet completed", NULL));
+        metrics_gauge(m, "strata_wal_queued_bytes", "bytes appended and not yet completed", NULL));
     w->m_failed = metric_series_get(
-        metrics_gauge(m, "wal_failed", "1 once a WAL write or sync has failed", NULL));
+        metrics_gauge(m, "strata_wal_failed", "1 once a WAL write or sync has failed", NULL));
 }
 
 enum st_status wal_replay(const struct wal_options *opt, wal_replay_fn fn, void *arg,

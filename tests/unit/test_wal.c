@@ -1861,11 +1861,11 @@ START_TEST(test_metrics_hooks)
     write_ids(w, 1, 4);
     close_ok(w);
     metrics_format(m, &sb);
-    ck_assert_msg(strstr(sb.buf, "\nwal_appends_total 4\n"), "%s", sb.buf);
-    ck_assert_ptr_nonnull(strstr(sb.buf, "\nwal_append_bytes_total "));
-    ck_assert_ptr_nonnull(strstr(sb.buf, "\nwal_syncs_total "));
-    ck_assert_ptr_nonnull(strstr(sb.buf, "\nwal_sync_seconds_count "));
-    ck_assert_ptr_nonnull(strstr(sb.buf, "\nwal_failed 0\n"));
+    ck_assert_msg(strstr(sb.buf, "\nstrata_wal_appends_total 4\n"), "%s", sb.buf);
+    ck_assert_ptr_nonnull(strstr(sb.buf, "\nstrata_wal_append_bytes_total "));
+    ck_assert_ptr_nonnull(strstr(sb.buf, "\nstrata_wal_syncs_total "));
+    ck_assert_ptr_nonnull(strstr(sb.buf, "\nstrata_wal_sync_seconds_count "));
+    ck_assert_ptr_nonnull(strstr(sb.buf, "\nstrata_wal_failed 0\n"));
     strbuf_release(&sb);
     metrics_free(m);
     fs_fault_free(fs);
