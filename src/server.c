@@ -259,6 +259,9 @@ static enum st_status open_engine(struct server *srv, engine **out, struct err *
     eo.sync_interval_ms = (uint32_t)srv->cfg.storage.sync_interval_ms;
     eo.memtable_size = srv->cfg.storage.memtable_size;
     eo.idempotency_window_ms = srv->cfg.ingest.idempotency_window_ms;
+    eo.idempotency_max_keys = srv->cfg.ingest.idempotency_max_keys;
+    eo.max_frozen = srv->cfg.storage.max_frozen_memtables;
+    eo.truncate_corrupt_wal = srv->cfg.storage.truncate_corrupt_wal;
     eo.max_body_bytes = srv->cfg.limits.max_body_bytes;
     eo.metrics = srv->metrics;
     eo.post = post_to_loop;

@@ -170,6 +170,7 @@ struct engine {
     size_t idem_count;         /* entries */
     struct idem_entry *idem_fifo_head;
     struct idem_entry *idem_fifo_tail;
+    uint64_t idem_evicted;     /* keys forgotten early for the limit */
     struct decode_result dec;  /* reused decoder output */
     bool closing;              /* engine_close() has begun */
     struct metric *m_records;  /* strata_ingest_records_total{tenant} */
@@ -325,7 +326,20 @@ static void idem_grow(engine *e)
 static struct idem_entry *idem_insert(engine *e, uint64_t tenant_id, const char *key,
                                       int64_t expires_ms)
 {
-    struct idem_entry *x = xcalloc(1, sizeof(*x));
+    struct idem_entry *x;
+
+    /* Bounded memory: past the limit the oldest finished keys go first. */
+    while (e->idem_count >= e->opts.idempotency_max_keys && e->idem_fifo_head &&
+           e->idem_fifo_head->done) {
+        x = e->idem_fifo_head;
+        e->idem_fifo_head = x->fnext;
+        if (!e->idem_fifo_head)
+            e->idem_fifo_tail = NULL;
+        idem_unlink(e, x);
+        idem_free(x);
+        e->idem_evicted++;
+    }
+    x = xcalloc(1, sizeof(*x));
 
     if (e->idem_count + 1 > e->idem_cap / 2)
         idem_grow(e);
@@ -1708,6 +1722,8 @@ enum st_status engine_open(const struct engine_opts *opts, engine **out, struct 
         e->opts.memtable_size = 64u << 20;
     if (!e->opts.max_body_bytes)
         e->opts.max_body_bytes = 64u << 20;
+    if (!e->opts.idempotency_max_keys)
+        e->opts.idempotency_max_keys = 1000000;
     pthread_mutex_init(&e->cq_lock, NULL);
     decode_result_init(&e->dec);
     declare_metrics(e);
@@ -1735,6 +1751,7 @@ enum st_status engine_open(const struct engine_opts *opts, engine **out, struct 
                                                    : WAL_SYNC_NEVER;
     wo.sync_interval_ms = opts->sync_interval_ms ? opts->sync_interval_ms : 10;
     wo.metrics = opts->metrics;
+    wo.truncate_on_corruption = opts->truncate_corrupt_wal;
     wo.group_done = wal_group_done;
     wo.group_done_arg = e;
     memset(&rc_ctx, 0, sizeof(rc_ctx));

@@ -61,6 +61,8 @@ struct engine_opts {
     uint64_t memtable_size;         /* freeze the active memtable at this size */
     uint32_t max_frozen;            /* frozen memtables before ST_EAGAIN; 0: 4 */
     uint64_t idempotency_window_ms; /* how long Idempotency-Key answers live */
+    uint64_t idempotency_max_keys;  /* most keys remembered; 0: 1000000 */
+    bool truncate_corrupt_wal;      /* cut the WAL at mid-log damage */
     uint64_t max_body_bytes;        /* largest write; sizes the WAL record limit */
     struct metrics *metrics;        /* registry; may be NULL */
     engine_post_fn post;            /* completions to the loop thread */

@@ -48,6 +48,8 @@ struct config {
         uint64_t memtable_size;         /* bytes, 64MB */
         enum config_sync sync;          /* always */
         uint64_t sync_interval_ms;      /* 10ms */
+        uint32_t max_frozen_memtables;  /* 4; then writes get 503 */
+        bool truncate_corrupt_wal;      /* false: refuse to start */
     } storage;
     struct {
         bool enabled;                       /* true */
@@ -63,6 +65,7 @@ struct config {
     } mvcc;
     struct {
         uint64_t idempotency_window_ms; /* 24h */
+        uint64_t idempotency_max_keys;  /* 1000000; the oldest go first */
     } ingest;
     struct {
         bool require_auth; /* false */

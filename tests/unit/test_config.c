@@ -38,6 +38,8 @@ static const struct {
     {"storage.memtable_size", "1.5GiB", "1536MiB"},
     {"storage.sync", "interval", "interval"},
     {"storage.sync_interval", "250ms", "250ms"},
+    {"storage.max_frozen_memtables", "9", "9"},
+    {"storage.truncate_corrupt_wal", "on", "true"},
     {"auth.enabled", "off", "false"},
     {"auth.admin_token", "s3cret", "<set>"},
     {"limits.max_body_bytes", "1000KiB", "1000KiB"},
@@ -45,6 +47,7 @@ static const struct {
     {"limits.max_query_rows", "5", "5"},
     {"mvcc.history_retention", "0", "0ms"},
     {"ingest.idempotency_window", "90s", "90s"},
+    {"ingest.idempotency_max_keys", "12", "12"},
     {"metrics.require_auth", "yes", "true"},
     {"log.level", "debug", "debug"},
     {"log.access_log", "-", "-"},
@@ -748,6 +751,8 @@ START_TEST(test_dump_defaults)
                                "storage.memtable_size: 64MB\n"
                                "storage.sync: always\n"
                                "storage.sync_interval: 10ms\n"
+                               "storage.max_frozen_memtables: 4\n"
+                               "storage.truncate_corrupt_wal: false\n"
                                "auth.enabled: true\n"
                                "auth.admin_token: \n"
                                "limits.max_body_bytes: 64MB\n"
@@ -755,6 +760,7 @@ START_TEST(test_dump_defaults)
                                "limits.max_query_rows: 100000\n"
                                "mvcc.history_retention: 1h\n"
                                "ingest.idempotency_window: 1d\n"
+                               "ingest.idempotency_max_keys: 1000000\n"
                                "metrics.require_auth: false\n"
                                "log.level: info\n"
                                "log.access_log: \n";

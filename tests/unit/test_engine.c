@@ -123,6 +123,7 @@ static void on_ingest(void *arg, const struct engine_ingest_result *r)
 
 static char dir[256];
 static struct fs *tfs; /* the fault fs, or NULL for the real one */
+static uint64_t idem_max; /* ingest.idempotency_max_keys, 0 for the default */
 
 static engine *open_engine(void)
 {
@@ -137,6 +138,7 @@ static engine *open_engine(void)
     o.sync = ENGINE_SYNC_ALWAYS;
     o.memtable_size = 8u << 20;
     o.idempotency_window_ms = 60000;
+    o.idempotency_max_keys = idem_max;
     o.max_body_bytes = 1u << 20;
     o.post = test_post;
     err_clear(&err);
@@ -419,6 +421,28 @@ START_TEST(test_idempotency_survives_restart)
 }
 END_TEST
 
+/* Past ingest.idempotency_max_keys the oldest keys are forgotten first. */
+START_TEST(test_idempotency_keys_are_bounded)
+{
+    engine *e;
+    struct answer a, b;
+
+    idem_max = 2;
+    e = open_engine();
+    make_flights(e);
+    a = ingest(e, three, false, "k-a");
+    ingest(e, three, false, "k-b");
+    ingest(e, three, false, "k-c");
+    b = ingest(e, three, false, "k-c");
+    ck_assert(b.ir.replayed);
+    b = ingest(e, three, false, "k-a");
+    ck_assert(!b.ir.replayed);
+    ck_assert_uint_gt(b.r.version, a.r.version);
+    close_engine(e);
+    idem_max = 0;
+}
+END_TEST
+
 START_TEST(test_composite_and_string_keys)
 {
     engine *e = open_engine();
@@ -686,6 +710,7 @@ int main(void)
     tcase_add_test(real, test_unknown_tenant_and_table);
     tcase_add_test(real, test_atomic_and_partial);
     tcase_add_test(real, test_idempotency_survives_restart);
+    tcase_add_test(real, test_idempotency_keys_are_bounded);
     tcase_add_test(real, test_composite_and_string_keys);
     tcase_add_test(real, test_txn_commits_atomically_with_conditions);
     suite_add_tcase(s, real);
