@@ -88,6 +88,7 @@
  * fsyncs the directory, so a crash leaves the old or the new file whole.
  */
 #include "engine/catalog.h"
+#include "engine/timestamp.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -312,124 +313,6 @@ static const char *get_str(const json_t *o, const char *key)
     return json_string_value(v);
 }
 
-/* ------------------------------------------------------------------ */
-/* Timestamps: the same RFC 3339 rules as the ingest decoder (decode.h). */
-
-static bool digits(const char *s, size_t n, unsigned *out)
-{
-    unsigned v = 0;
-
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return false;
-        v = v * 10 + (unsigned)(s[i] - '0');
-    }
-    *out = v;
-    return true;
-}
-
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-    int64_t era;
-    unsigned yoe, doy, doe;
-
-    y -= m <= 2;
-    era = (y >= 0 ? y : y - 399) / 400;
-    yoe = (unsigned)(y - era * 400);
-    doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-    doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + (int64_t)doe - 719468;
-}
-
-static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
-{
-    int64_t era;
-    unsigned doe, yoe, doy, mp;
-
-    z += 719468;
-    era = (z >= 0 ? z : z - 146096) / 146097;
-    doe = (unsigned)(z - era * 146097);
-    yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    mp = (5 * doy + 2) / 153;
-    *d = doy - (153 * mp + 2) / 5 + 1;
-    *m = mp < 10 ? mp + 3 : mp - 9;
-    *y = (int64_t)yoe + era * 400 + (*m <= 2);
-}
-
-/* Parses an RFC 3339 date-time (len bytes) to ms since the epoch. */
-static bool parse_rfc3339(const char *s, size_t len, int64_t *ms)
-{
-    static const uint8_t mdays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    unsigned y, mo, dd, h, mi, se, frac = 0, oh, om, dim;
-    int64_t off = 0;
-    size_t i = 19;
-
-    if (len < 20 || !digits(s, 4, &y) || s[4] != '-' || !digits(s + 5, 2, &mo) || s[7] != '-' ||
-        !digits(s + 8, 2, &dd) || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
-        !digits(s + 11, 2, &h) || s[13] != ':' || !digits(s + 14, 2, &mi) || s[16] != ':' ||
-        !digits(s + 17, 2, &se))
-        return false;
-    if (mo < 1 || mo > 12 || h > 23 || mi > 59 || se > 59)
-        return false;
-    dim = mdays[mo - 1] + (mo == 2 && y % 4 == 0 && (y % 100 != 0 || y % 400 == 0));
-    if (dd < 1 || dd > dim)
-        return false;
-    if (s[i] == '.') {
-        unsigned nd = 0;
-
-        i++;
-        while (i < len && s[i] >= '0' && s[i] <= '9') {
-            if (nd < 3)
-                frac = frac * 10 + (unsigned)(s[i] - '0');
-            nd++;
-            i++;
-        }
-        if (nd == 0)
-            return false;
-        for (; nd < 3; nd++)
-            frac *= 10;
-    }
-    if (i >= len)
-        return false;
-    if (s[i] == 'Z' || s[i] == 'z') {
-        i++;
-    } else if (s[i] == '+' || s[i] == '-') {
-        if (len - i < 6 || !digits(s + i + 1, 2, &oh) || s[i + 3] != ':' ||
-            !digits(s + i + 4, 2, &om) || oh > 23 || om > 59)
-            return false;
-        off = (int64_t)(oh * 60 + om) * (s[i] == '-' ? -1 : 1);
-        i += 6;
-    } else {
-        return false;
-    }
-    if (i != len)
-        return false;
-    *ms = ((days_from_civil(y, mo, dd) * 86400 + h * 3600 + mi * 60 + se) - off * 60) * 1000 + frac;
-    return true;
-}
-
-/*
- * Formats ms as "YYYY-MM-DDThh:mm:ss.mmmZ"; false when the year is
- * outside 0000-9999 (the caller prints the number instead).
- */
-static bool format_rfc3339(int64_t ms, char *buf, size_t n)
-{
-    const int64_t day = 86400000;
-    int64_t days = ms / day, rem = ms % day, y;
-    unsigned m, d;
-
-    if (rem < 0) {
-        days--;
-        rem += day;
-    }
-    civil_from_days(days, &y, &m, &d);
-    if (y < 0 || y > 9999)
-        return false;
-    snprintf(buf, n, "%04d-%02u-%02uT%02u:%02u:%02u.%03uZ", (int)y, m, d, (unsigned)(rem / 3600000),
-             (unsigned)(rem / 60000 % 60), (unsigned)(rem / 1000 % 60), (unsigned)(rem % 1000));
-    return true;
-}
 
 /* ------------------------------------------------------------------ */
 /* Fields: parsing and printing. */
@@ -586,7 +469,7 @@ static enum st_status parse_default(const json_t *v, bool canon, struct field *f
         if (json_is_integer(v))
             d->u.i = json_integer_value(v);
         else if (!json_is_string(v) ||
-                 !parse_rfc3339(json_string_value(v), json_string_length(v), &d->u.i))
+                 !timestamp_parse_rfc3339(json_string_value(v), json_string_length(v), &d->u.i))
             goto bad;
         break;
     case FIELD_JSON:
@@ -717,8 +600,11 @@ static json_t *default_to_json(const struct field *f, bool canon)
     case FIELD_STRING:
         return jstrn(d->u.s.ptr, d->u.s.len);
     case FIELD_TIMESTAMP:
-        if (canon || !format_rfc3339(d->u.i, ts, sizeof(ts)))
+        /* RFC 3339 has years 0000-9999 only; others stay epoch ms so the
+         * answer parses back as a definition. */
+        if (canon || d->u.i < TIMESTAMP_RFC3339_MIN || d->u.i > TIMESTAMP_RFC3339_MAX)
             return json_integer(d->u.i);
+        timestamp_format(d->u.i, ts);
         return jstr(ts);
     case FIELD_JSON:
         if (canon)

@@ -8,6 +8,10 @@
 
 #include "util/common.h"
 
+/* The range of RFC 3339: 0000-01-01T00:00:00.000Z to 9999-12-31T23:59:59.999Z. */
+#define TIMESTAMP_RFC3339_MIN (-62167219200000LL)
+#define TIMESTAMP_RFC3339_MAX (253402300799999LL)
+
 /* Longest timestamp_format() output, NUL included. */
 #define TIMESTAMP_TEXT_MAX 32
 
