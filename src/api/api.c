@@ -89,4 +89,5 @@ void api_register(struct server *srv)
     api__register_admin(srv);
     api__register_catalog(srv);
     api__register_records(srv);
+    api__register_txn(srv);
 }

@@ -50,6 +50,22 @@ void api__register_health(struct server *srv);
 void api__register_admin(struct server *srv);
 void api__register_catalog(struct server *srv);
 void api__register_records(struct server *srv);
+void api__register_txn(struct server *srv);
+
+/*
+ * Conditions and ops together in one POST .../txn (txn.c); more is 413
+ * payload_too_large. A transaction is checked and applied on the loop
+ * thread in one go, so this bounds how long it holds other requests.
+ */
+#define API_TXN_MAX_ITEMS 10000
+
+/* Appends "details":[{"index","field","reason"}...] for n rejected records. */
+struct decode_detail;
+struct strbuf;
+void api__details_json(struct strbuf *sb, const struct decode_detail *d, uint32_t n);
+
+/* A route handler answering 404 wrong_listener; arg names the right listener. */
+void api__wrong_listener(struct httpd_req *req, void *arg);
 
 /* Sends a jansson value as a JSON response and drops the reference. */
 struct json_t;

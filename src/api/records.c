@@ -79,8 +79,7 @@ static bool tenant_table(struct httpd_req *req, const struct server *srv, unsign
     return true;
 }
 
-/* Appends "details":[...] for ndetails rejections. */
-static void details_json(struct strbuf *sb, const struct decode_detail *d, uint32_t n)
+void api__details_json(struct strbuf *sb, const struct decode_detail *d, uint32_t n)
 {
     strbuf_addstr(sb, "\"details\":[");
     for (uint32_t i = 0; i < n; i++) {
@@ -105,7 +104,7 @@ static void reply_ingest_error(struct httpd_req *req, const struct engine_ingest
     if (r->st == ST_EINVAL && res->rejected > 0) {
         char text[ST_ERR_MSG_MAX + 32];
 
-        details_json(&m, res->details, res->ndetails);
+        api__details_json(&m, res->details, res->ndetails);
         strbuf_addf(&m, ",\"rejected\":%" PRIu64, res->rejected);
         snprintf(text, sizeof(text), "%s; nothing was written", msg);
         api__reply_error_members(req, 422, "validation_failed", text, &m);
@@ -137,7 +136,7 @@ static void ingest_done(void *arg, const struct engine_ingest_result *res)
                 res->accepted, res->rejected, res->r.version);
     if (in->partial) {
         strbuf_addch(&sb, ',');
-        details_json(&sb, res->details, res->ndetails);
+        api__details_json(&sb, res->details, res->ndetails);
     }
     strbuf_addch(&sb, '}');
     httpd_reply_strbuf(req, 200, "application/json", &sb);
@@ -296,7 +295,7 @@ static void handle_version(struct httpd_req *req, void *arg)
 /* ------------------------------------------------------------------ */
 /* Routes. */
 
-static void handle_wrong_listener(struct httpd_req *req, void *arg)
+void api__wrong_listener(struct httpd_req *req, void *arg)
 {
     const char *right = arg;
 
@@ -313,9 +312,9 @@ void api__register_records(struct server *srv)
     httpd_route(h, HTTPD_ON_INGEST, HTTPD_M_POST, records, "ingest", handle_ingest, srv);
     httpd_route(h, HTTPD_ON_INGEST, HTTPD_M_DELETE, record, "record_delete", handle_delete, srv);
     httpd_route(h, HTTPD_ON_QUERY, HTTPD_M_GET, record, "record_get", handle_get, srv);
-    httpd_route(h, HTTPD_ON_INGEST, HTTPD_M_GET, record, "wrong_listener", handle_wrong_listener,
+    httpd_route(h, HTTPD_ON_INGEST, HTTPD_M_GET, record, "wrong_listener", api__wrong_listener,
                 (void *)httpd_listener_name(HTTPD_QUERY));
-    httpd_route(h, HTTPD_ON_QUERY, HTTPD_M_DELETE, record, "wrong_listener", handle_wrong_listener,
+    httpd_route(h, HTTPD_ON_QUERY, HTTPD_M_DELETE, record, "wrong_listener", api__wrong_listener,
                 (void *)httpd_listener_name(HTTPD_INGEST));
     httpd_route(h, HTTPD_ON_QUERY, HTTPD_M_GET, "/v1/tenants/{tenant}/version", "version",
                 handle_version, srv);

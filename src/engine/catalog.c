@@ -323,7 +323,7 @@ static const char *get_str(const json_t *o, const char *key)
  * read back to the same double (with ".0" when that looks like an
  * integer). decode_json_text() then makes it the canonical minimal text.
  */
-static void json_compact(const json_t *v, struct strbuf *sb)
+void catalog_json_compact(const json_t *v, struct strbuf *sb)
 {
     char num[40];
 
@@ -341,7 +341,7 @@ static void json_compact(const json_t *v, struct strbuf *sb)
             first = false;
             strbuf_add_json_str(sb, key, strlen(key));
             strbuf_addch(sb, ':');
-            json_compact(m, sb);
+            catalog_json_compact(m, sb);
         }
         strbuf_addch(sb, '}');
         break;
@@ -351,7 +351,7 @@ static void json_compact(const json_t *v, struct strbuf *sb)
         for (size_t i = 0; i < json_array_size(v); i++) {
             if (i)
                 strbuf_addch(sb, ',');
-            json_compact(json_array_get(v, i), sb);
+            catalog_json_compact(json_array_get(v, i), sb);
         }
         strbuf_addch(sb, ']');
         break;
@@ -404,7 +404,7 @@ static enum st_status parse_json_default(const json_t *v, bool canon, struct fie
         }
         strbuf_add(&raw, json_string_value(v), json_string_length(v));
     } else {
-        json_compact(v, &raw);
+        catalog_json_compact(v, &raw);
     }
     rc = decode_json_text(raw.buf, raw.len, &text, &e2);
     if (rc) {

@@ -159,6 +159,15 @@ uint64_t catalog_table_schema_commit(const struct catalog_table *tb, uint32_t v)
  */
 struct json_t *catalog_table_to_json(const struct catalog_table *tb);
 
+/*
+ * Appends v as compact JSON text: object members in their order, strings
+ * escaped as strbuf_add_json_str() does, reals in the fewest digits that
+ * read back to the same double ("0.1", not json_dumps()'s
+ * "0.10000000000000001"; ".0" added when it would look like an integer).
+ * Used for json defaults and by the API for records inside requests.
+ */
+void catalog_json_compact(const struct json_t *v, struct strbuf *out);
+
 /* ------------------------------------------------------------------ */
 /* Table definitions (POST /v1/tenants/{tenant}/tables). */
 

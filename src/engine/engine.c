@@ -1152,6 +1152,15 @@ struct txn_state {
     struct strbuf keys;                    /* every op's encoded key */
 };
 
+/* Prefixes err's message with "what N: " (a copy: err_set must not read its own buffer). */
+static void prefix_err(struct err *err, const char *what, size_t index)
+{
+    char msg[ST_ERR_MSG_MAX];
+
+    memcpy(msg, err->msg, sizeof(msg));
+    err_set(err, err->code, "%s %zu: %s", what, index, msg);
+}
+
 static void txn_conflict(struct txn_state *ts, bool is_cond, size_t index)
 {
     ts->conflicts = realloc_array(ts->conflicts, ts->nconflicts + 1, sizeof(*ts->conflicts));
@@ -1277,7 +1286,7 @@ void engine_txn(engine *e, const char *tenant, const struct engine_txn *t, engin
 
         rc = txn_key(tn, &c->k, &tb, &ts.kbuf, &err);
         if (rc) {
-            err_set(&err, rc, "condition %zu: %s", i, err.msg);
+            prefix_err(&err, "condition", i);
             goto fail;
         }
         /* A delete is a change too: version_le sees the tombstone's version. */
@@ -1326,7 +1335,7 @@ void engine_txn(engine *e, const char *tenant, const struct engine_txn *t, engin
             rc = err_set(&err, ST_EINVAL, "op %zu: unknown operation", i);
         }
         if (rc) {
-            err_set(&err, rc, "op %zu: %s", i, err.msg);
+            prefix_err(&err, "op", i);
             goto fail;
         }
         {
