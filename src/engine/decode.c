@@ -1739,7 +1739,9 @@ enum st_status decode_batch(const struct schema *s, const char *body, size_t len
     res->nrows = 0;
     switch (rc) {
     case ST_EINVAL:
-        res->err_offset = (size_t)(d.err_at - d.base);
+        /* The decoder may read a copy with a '\n' appended: an error found
+         * there is at the end of the body, not past it. */
+        res->err_offset = ST_MIN((size_t)(d.err_at - d.base), len);
         line_col(d.base, res->err_offset, &res->err_line, &res->err_column);
         return err_set(err, ST_EINVAL, "invalid JSON at line %u column %u (byte %zu): %s",
                        res->err_line, res->err_column, res->err_offset, d.err_msg);

@@ -688,6 +688,11 @@ START_TEST(test_array_form)
     ck_assert_int_eq(arr("[\n{\"id\":1,\"ts\":0},\n{\"id\":2,\"ts\":\"x}\n]"), ST_EINVAL);
     ck_assert_uint_eq(res.err_line, 3);
     ck_assert_uint_eq(res.err_column, 17);
+    /* A body cut short: the error is at its end, not one past it. */
+    ck_assert_int_eq(arr("[{\"id\":1,\"ts\":0}"), ST_EINVAL);
+    ck_assert_uint_eq(res.err_offset, 16);
+    ck_assert_uint_eq(res.err_line, 1);
+    ck_assert_uint_eq(res.err_column, 17);
     ck_assert_int_eq(arr(""), ST_EINVAL);
     ck_assert_ptr_nonnull(strstr(err.msg, "empty body"));
     ck_assert_int_eq(arr("   "), ST_EINVAL);
