@@ -80,6 +80,8 @@ static void httpd_limits_from_config(const struct config *cfg, struct httpd_limi
     httpd_limits_default(lim);
     lim->max_header_bytes = cfg->limits.max_header_bytes;
     lim->max_body_bytes = cfg->limits.max_body_bytes;
+    lim->max_inflight_body_bytes =
+        (size_t)ST_MAX(cfg->limits.max_inflight_body_bytes, cfg->limits.max_body_bytes);
     lim->max_connections = cfg->server.max_connections;
     lim->header_timeout_ms = cfg->server.header_timeout_ms;
     lim->body_timeout_ms = cfg->server.body_timeout_ms;
@@ -94,8 +96,7 @@ static void apply_runtime_settings(struct server *srv)
 
     log_set_level((enum log_level)srv->cfg.log.level);
     if (!log_set_access_file(srv->cfg.log.access_log))
-        log_error("log cannot open access log path='%s' errno=%d", srv->cfg.log.access_log,
-                  errno);
+        log_error("log cannot open access log path='%s' errno=%d", srv->cfg.log.access_log, errno);
     if (srv->http) {
         httpd_limits_from_config(&srv->cfg, &lim);
         httpd_set_limits(srv->http, &lim);
@@ -128,8 +129,7 @@ static enum st_status make_dirs(const char *path, mode_t mode, struct err *err)
 }
 
 /* Writes the ready file through a temporary file and rename(2). */
-static enum st_status write_ready_file(const struct server *srv, const char *path,
-                                       struct err *err)
+static enum st_status write_ready_file(const struct server *srv, const char *path, struct err *err)
 {
     struct strbuf tmp = STRBUF_INIT;
     struct strbuf body = STRBUF_INIT;
@@ -455,11 +455,11 @@ int server_run(const struct server_opts *opts, const struct config *cfg)
 
     srv->metrics = metrics_new();
     metrics_register_process(srv->metrics);
-    metric_set(metric_series_get(metrics_gauge(srv->metrics, "strata_build_info",
-                                               "Build information; the value is always 1.",
-                                               "version"),
-                                 STRATA_VERSION),
-               1);
+    metric_set(
+        metric_series_get(metrics_gauge(srv->metrics, "strata_build_info",
+                                        "Build information; the value is always 1.", "version"),
+                          STRATA_VERSION),
+        1);
 
     httpd_limits_from_config(&srv->cfg, &lim);
     srv->post_ev = event_new(srv->base, -1, EV_READ | EV_PERSIST, on_posted, srv);

@@ -49,16 +49,16 @@ static void handle_ready(struct httpd_req *req, void *arg)
     err_clear(&err);
     if (srv->state != SERVER_READY) {
         httpd_resp_header(req, "Retry-After", "1");
-        api__reply_json(req, 503,
-                        json_pack("{s:s, s:s}", "status", "unavailable", "reason",
-                                  state_reason(srv->state)));
+        api__reply_json(
+            req, 503,
+            json_pack("{s:s, s:s}", "status", "unavailable", "reason", state_reason(srv->state)));
         return;
     }
     if (srv->engine && engine_health(srv->engine, &err)) {
         httpd_resp_header(req, "Retry-After", "1");
         api__reply_json(req, 503,
-                        json_pack("{s:s, s:s, s:s}", "status", "unavailable", "reason",
-                                  "read_only", "error", err.msg));
+                        json_pack("{s:s, s:s, s:s}", "status", "unavailable", "reason", "read_only",
+                                  "error", err.msg));
         return;
     }
     api__reply_json(req, 200,
@@ -85,6 +85,5 @@ void api__register_health(struct server *srv)
     httpd_route(srv->http, HTTPD_ON_BOTH, HTTPD_M_GET, "/health/ready", "health_ready",
                 handle_ready, srv);
     httpd_route(srv->http, HTTPD_ON_BOTH, HTTPD_M_GET, "/health", "health", handle_ready, srv);
-    httpd_route(srv->http, HTTPD_ON_BOTH, HTTPD_M_GET, "/metrics", "metrics", handle_metrics,
-                srv);
+    httpd_route(srv->http, HTTPD_ON_BOTH, HTTPD_M_GET, "/metrics", "metrics", handle_metrics, srv);
 }

@@ -634,6 +634,6 @@ void api__register_txn(struct server *srv)
     static const char txn[] = "/v1/tenants/{tenant}/txn";
 
     httpd_route(srv->http, HTTPD_ON_INGEST, HTTPD_M_POST, txn, "txn", handle_txn, srv);
-    httpd_route(srv->http, HTTPD_ON_QUERY, HTTPD_M_POST, txn, "wrong_listener",
-                api__wrong_listener, (void *)httpd_listener_name(HTTPD_INGEST));
+    httpd_route(srv->http, HTTPD_ON_QUERY, HTTPD_M_POST, txn, "wrong_listener", api__wrong_listener,
+                (void *)httpd_listener_name(HTTPD_INGEST));
 }

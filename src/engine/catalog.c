@@ -313,7 +313,6 @@ static const char *get_str(const json_t *o, const char *key)
     return json_string_value(v);
 }
 
-
 /* ------------------------------------------------------------------ */
 /* Fields: parsing and printing. */
 

@@ -73,14 +73,14 @@
 #include "util/strbuf.h"
 #include "util/timeutil.h"
 
-#define BATCH_FORMAT 1
-#define BATCH_UPSERT 1
-#define BATCH_DELETE 2
-#define BATCH_MIXED 3
-#define BATCH_HEADER 44
+#define BATCH_FORMAT       1
+#define BATCH_UPSERT       1
+#define BATCH_DELETE       2
+#define BATCH_MIXED        3
+#define BATCH_HEADER       44
 #define MAX_FROZEN_DEFAULT 4
-#define IDEM_KEY_MAX 256
-#define KEY_BUF 1024
+#define IDEM_KEY_MAX       256
+#define KEY_BUF            1024
 
 enum pending_kind {
     P_INGEST,
@@ -91,21 +91,21 @@ enum pending_kind {
 
 /* A commit between its WAL append and its answer. */
 struct pending {
-    struct engine *e;          /* owner */
-    struct pending *next;      /* in the wait list, version order */
-    struct pending *cnext;     /* in the completion queue */
-    bool completed;            /* the WAL has reported it */
-    enum pending_kind kind;    /* what answers it */
-    uint64_t version;          /* its commit version */
-    enum st_status st;         /* WAL outcome */
-    struct err err;            /* WAL error text */
-    struct strbuf payload;     /* the WAL record (borrowed by the WAL) */
+    struct engine *e;       /* owner */
+    struct pending *next;   /* in the wait list, version order */
+    struct pending *cnext;  /* in the completion queue */
+    bool completed;         /* the WAL has reported it */
+    enum pending_kind kind; /* what answers it */
+    uint64_t version;       /* its commit version */
+    enum st_status st;      /* WAL outcome */
+    struct err err;         /* WAL error text */
+    struct strbuf payload;  /* the WAL record (borrowed by the WAL) */
     engine_ingest_fn ingest_done;
-    engine_txn_fn txn_done;    /* P_TXN */
-    engine_done_fn done;       /* P_DELETE, P_CATALOG */
-    void *arg;                 /* their argument */
-    struct idem_entry *idem;   /* P_INGEST with an Idempotency-Key */
-    uint64_t accepted;         /* P_INGEST result */
+    engine_txn_fn txn_done;  /* P_TXN */
+    engine_done_fn done;     /* P_DELETE, P_CATALOG */
+    void *arg;               /* their argument */
+    struct idem_entry *idem; /* P_INGEST with an Idempotency-Key */
+    uint64_t accepted;       /* P_INGEST result */
     uint64_t rejected;
     struct decode_detail *details;
     uint32_t ndetails;
@@ -158,16 +158,16 @@ struct engine {
     size_t max_frozen;         /* writes get ST_EAGAIN at this many */
     struct pending *wait_head; /* commits not yet answered, version order */
     struct pending *wait_tail;
-    pthread_mutex_t cq_lock;   /* guards the three fields below */
-    struct pending *cq_head;   /* completed by the WAL, not yet drained */
+    pthread_mutex_t cq_lock; /* guards the three fields below */
+    struct pending *cq_head; /* completed by the WAL, not yet drained */
     struct pending *cq_tail;
-    bool cq_posted;            /* a drain is scheduled */
+    bool cq_posted;             /* a drain is scheduled */
     struct cat_change *cc_head; /* catalog changes waiting for their turn */
     struct cat_change *cc_tail;
-    bool cc_busy;              /* a catalog change is in flight */
+    bool cc_busy;                 /* a catalog change is in flight */
     struct idem_entry **idem_tab; /* hash table */
-    size_t idem_cap;           /* buckets, a power of two */
-    size_t idem_count;         /* entries */
+    size_t idem_cap;              /* buckets, a power of two */
+    size_t idem_count;            /* entries */
     struct idem_entry *idem_fifo_head;
     struct idem_entry *idem_fifo_tail;
     uint64_t idem_evicted;     /* keys forgotten early for the limit */
@@ -888,8 +888,8 @@ static enum st_status encode_key_texts(const struct schema *s, const char *const
     size_t klen;
 
     if (n != s->npk)
-        return err_set(err, ST_EINVAL, "the primary key has %u field%s; the path gives %zu",
-                       s->npk, s->npk == 1 ? "" : "s", n);
+        return err_set(err, ST_EINVAL, "the primary key has %u field%s; the path gives %zu", s->npk,
+                       s->npk == 1 ? "" : "s", n);
     for (size_t i = 0; i < n; i++) {
         enum st_status rc = parse_key_value(&s->fields[s->pk[i]], texts[i], &vals[i], err);
 
@@ -1033,8 +1033,8 @@ void engine_ingest(engine *e, const char *tenant, const char *table, const char 
     p->details = copy_details(dec->details, dec->ndetails);
     p->ndetails = dec->ndetails;
     strbuf_grow(&p->payload, BATCH_HEADER + dec->rows_len + 64);
-    batch_header(&p->payload, BATCH_UPSERT, opts->idempotency_key, s->version,
-                 catalog_table_id(tb), dec->nrows, dec->rejected, dec->details, dec->ndetails);
+    batch_header(&p->payload, BATCH_UPSERT, opts->idempotency_key, s->version, catalog_table_id(tb),
+                 dec->nrows, dec->rejected, dec->details, dec->ndetails);
     strbuf_add(&p->payload, dec->rows, dec->rows_len);
     rc = submit(e, p, WAL_REC_DATA, &err);
     if (rc) {
@@ -1138,18 +1138,17 @@ static bool lookup(engine *e, uint32_t table, const void *key, size_t len, uint6
     return false;
 }
 
-
 struct txn_state {
     struct engine_txn_conflict *conflicts; /* found so far */
     size_t nconflicts;
-    struct decode_detail *details;         /* bad records */
+    struct decode_detail *details; /* bad records */
     uint32_t ndetails;
-    struct strbuf body;                    /* the ops, WAL encoded */
-    struct strbuf kbuf;                    /* key scratch */
-    uint32_t *tables;                      /* per op: table id */
-    size_t *key_off;                       /* per op: key offset in keys */
-    size_t *key_len;                       /* per op: key length */
-    struct strbuf keys;                    /* every op's encoded key */
+    struct strbuf body; /* the ops, WAL encoded */
+    struct strbuf kbuf; /* key scratch */
+    uint32_t *tables;   /* per op: table id */
+    size_t *key_off;    /* per op: key offset in keys */
+    size_t *key_len;    /* per op: key length */
+    struct strbuf keys; /* every op's encoded key */
 };
 
 /* Prefixes err's message with "what N: " (a copy: err_set must not read its own buffer). */
@@ -1171,12 +1170,11 @@ static void txn_conflict(struct txn_state *ts, bool is_cond, size_t index)
 
 /* Looks up a table of tenant t and encodes a key given as texts. */
 static enum st_status txn_key(const struct catalog_tenant *t, const struct engine_txn_key *k,
-                              const struct catalog_table **tb, struct strbuf *kbuf,
-                              struct err *err)
+                              const struct catalog_table **tb, struct strbuf *kbuf, struct err *err)
 {
     if (!k->table || !(*tb = catalog_tenant_find_table(t, k->table, strlen(k->table))))
-        return err_set(err, ST_ENOTFOUND, "no table '%s' in tenant '%s'",
-                       k->table ? k->table : "", catalog_tenant_name(t));
+        return err_set(err, ST_ENOTFOUND, "no table '%s' in tenant '%s'", k->table ? k->table : "",
+                       catalog_tenant_name(t));
     return encode_key_texts(catalog_table_schema(*tb), k->key, k->nkey, kbuf, err);
 }
 
@@ -1309,7 +1307,8 @@ void engine_txn(engine *e, const char *tenant, const struct engine_txn *t, engin
         const struct schema *s;
         size_t len_at;
 
-        if (!op->k.table || !(tb = catalog_tenant_find_table(tn, op->k.table, strlen(op->k.table)))) {
+        if (!op->k.table ||
+            !(tb = catalog_tenant_find_table(tn, op->k.table, strlen(op->k.table)))) {
             rc = err_set(&err, ST_ENOTFOUND, "op %zu: no table '%s' in tenant '%s'", i,
                          op->k.table ? op->k.table : "", tenant);
             goto fail;
@@ -1414,9 +1413,8 @@ enum st_status engine_health(engine *e, struct err *err)
     return mvcc_error(e->mvcc, err);
 }
 
-enum st_status engine_get(engine *e, const char *tenant, const char *table,
-                          const char *const *key, size_t nkey, uint64_t as_of,
-                          struct engine_record *out, struct err *err)
+enum st_status engine_get(engine *e, const char *tenant, const char *table, const char *const *key,
+                          size_t nkey, uint64_t as_of, struct engine_record *out, struct err *err)
 {
     struct catalog_snap *snap = catalog_acquire(e->cat);
     struct strbuf kbuf = STRBUF_INIT;
@@ -1482,11 +1480,11 @@ void engine_record_release(struct engine_record *rec)
 
 struct replay_ctx {
     engine *e;
-    uint64_t max_version;  /* newest version seen */
-    uint64_t records;      /* records applied */
-    uint64_t skipped;      /* data of tables that no longer exist */
-    int64_t now_ms;        /* for idempotency expiry */
-    struct strbuf kbuf;    /* key scratch */
+    uint64_t max_version; /* newest version seen */
+    uint64_t records;     /* records applied */
+    uint64_t skipped;     /* data of tables that no longer exist */
+    int64_t now_ms;       /* for idempotency expiry */
+    struct strbuf kbuf;   /* key scratch */
 };
 
 /* Replays the ops of a transaction; ops on deleted tables are skipped. */
@@ -1694,8 +1692,8 @@ static void declare_metrics(engine *e)
         metrics_counter(m, "strata_commits_total", "Commits made durable.", NULL));
     e->m_mem_bytes = metric_series_get(
         metrics_gauge(m, "strata_memtable_bytes", "Bytes held by the active memtable.", NULL));
-    e->m_frozen = metric_series_get(metrics_gauge(
-        m, "strata_memtables_frozen", "Frozen memtables waiting to be flushed.", NULL));
+    e->m_frozen = metric_series_get(metrics_gauge(m, "strata_memtables_frozen",
+                                                  "Frozen memtables waiting to be flushed.", NULL));
     e->m_version = metric_series_get(
         metrics_gauge(m, "strata_visible_version", "The newest visible commit version.", NULL));
     e->m_readonly = metric_series_get(metrics_gauge(

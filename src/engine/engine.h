@@ -166,9 +166,9 @@ void engine_delete(engine *e, const char *tenant, const char *table, const char 
  * for engine_delete(); upserted records as JSON object text.
  */
 struct engine_txn_key {
-    const char *table;       /* table name */
-    const char *const *key;  /* key field values as text, in key order */
-    size_t nkey;             /* entries in key */
+    const char *table;      /* table name */
+    const char *const *key; /* key field values as text, in key order */
+    size_t nkey;            /* entries in key */
 };
 
 struct engine_txn_cond {
@@ -192,26 +192,26 @@ struct engine_txn_op {
 };
 
 struct engine_txn {
-    bool has_read_version;        /* conflict check against read_version */
-    uint64_t read_version;        /* the snapshot the client read at */
+    bool has_read_version;               /* conflict check against read_version */
+    uint64_t read_version;               /* the snapshot the client read at */
     const struct engine_txn_cond *conds; /* nconds conditions */
     size_t nconds;
-    const struct engine_txn_op *ops;     /* nops operations */
+    const struct engine_txn_op *ops; /* nops operations */
     size_t nops;
 };
 
 /* Where a transaction failed: a condition or an op, by index. */
 struct engine_txn_conflict {
-    bool is_cond;  /* conds[index], else ops[index] */
-    size_t index;  /* into conds or ops */
+    bool is_cond; /* conds[index], else ops[index] */
+    size_t index; /* into conds or ops */
 };
 
 struct engine_txn_result {
-    struct engine_result r;                   /* ST_OK, or the failure */
+    struct engine_result r;                      /* ST_OK, or the failure */
     const struct engine_txn_conflict *conflicts; /* ST_ECONFLICT: what failed */
     size_t nconflicts;
-    const struct decode_detail *details;      /* ST_EINVAL on a bad record:
-                                               * index is the op's index */
+    const struct decode_detail *details; /* ST_EINVAL on a bad record:
+                                          * index is the op's index */
     uint32_t ndetails;
 };
 
@@ -233,13 +233,13 @@ void engine_txn(engine *e, const char *tenant, const struct engine_txn *t, engin
 /* Reads */
 
 struct engine_record {
-    uint64_t version;              /* the snapshot read */
-    uint64_t record_version;       /* the commit that wrote the value */
-    const struct schema *schema;   /* the row's schema version */
-    const struct schema *current;  /* the table's newest schema */
-    const void *row;               /* the row (schema.h format) */
-    struct catalog_snap *snap;     /* keeps schema and current alive */
-    void *priv;                    /* keeps row alive */
+    uint64_t version;             /* the snapshot read */
+    uint64_t record_version;      /* the commit that wrote the value */
+    const struct schema *schema;  /* the row's schema version */
+    const struct schema *current; /* the table's newest schema */
+    const void *row;              /* the row (schema.h format) */
+    struct catalog_snap *snap;    /* keeps schema and current alive */
+    void *priv;                   /* keeps row alive */
 };
 
 /*
@@ -250,9 +250,8 @@ struct engine_record {
  * ("snapshot_too_old") for an as_of no longer retained. Release out with
  * engine_record_release().
  */
-enum st_status engine_get(engine *e, const char *tenant, const char *table,
-                          const char *const *key, size_t nkey, uint64_t as_of,
-                          struct engine_record *out, struct err *err);
+enum st_status engine_get(engine *e, const char *tenant, const char *table, const char *const *key,
+                          size_t nkey, uint64_t as_of, struct engine_record *out, struct err *err);
 void engine_record_release(struct engine_record *rec);
 
 #endif

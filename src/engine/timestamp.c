@@ -151,8 +151,8 @@ size_t timestamp_format(int64_t ms, char *buf)
                      (unsigned)(rem / 3600000), (unsigned)(rem / 60000 % 60),
                      (unsigned)(rem / 1000 % 60), (unsigned)(rem % 1000));
     else
-        n = snprintf(buf, TIMESTAMP_TEXT_MAX, "%+05lld-%02u-%02uT%02u:%02u:%02u.%03uZ", (long long)y,
-                     m, d, (unsigned)(rem / 3600000), (unsigned)(rem / 60000 % 60),
+        n = snprintf(buf, TIMESTAMP_TEXT_MAX, "%+05lld-%02u-%02uT%02u:%02u:%02u.%03uZ",
+                     (long long)y, m, d, (unsigned)(rem / 3600000), (unsigned)(rem / 60000 % 60),
                      (unsigned)(rem / 1000 % 60), (unsigned)(rem % 1000));
     return (size_t)n;
 }

@@ -128,12 +128,22 @@ struct httpd_bufpool {
         char *buf;
         size_t cap;
     } ent[HTTPD_POOL_SLOTS];
-    size_t n;     /* entries in use */
-    size_t bytes; /* sum of their cap */
+    size_t n;            /* entries in use */
+    size_t bytes;        /* sum of their cap */
+    size_t inflight;     /* capacity of bodies handed out, not yet put back */
+    size_t inflight_max; /* limits.max_inflight_body_bytes; 0: no limit */
 };
 
-/* A buffer of at least want bytes (*cap says how many), or NULL. */
+/*
+ * A buffer of at least want bytes (*cap says how many), or NULL when
+ * memory or the in-flight budget (inflight_max) is exhausted.
+ */
 char *httpd__pool_get(struct httpd_bufpool *pool, size_t want, size_t *cap);
+/*
+ * Grows buf (from httpd__pool_get(), cap bytes) to want bytes within the
+ * budget; NULL (buf untouched) when it cannot.
+ */
+char *httpd__pool_grow(struct httpd_bufpool *pool, char *buf, size_t *cap, size_t want);
 /* Takes back a buffer from httpd__pool_get() (keeps or frees it). */
 void httpd__pool_put(struct httpd_bufpool *pool, char *buf, size_t cap);
 void httpd__pool_release(struct httpd_bufpool *pool);

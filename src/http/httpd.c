@@ -53,6 +53,7 @@ void httpd_limits_default(struct httpd_limits *lim)
     lim->idle_timeout_ms = 60 * 1000;
     lim->write_timeout_ms = 60 * 1000;
     lim->stream_high_water = 1024 * 1024;
+    lim->max_inflight_body_bytes = 1024u * 1024 * 1024;
 }
 
 static struct timeval ms_to_tv(uint64_t ms)
@@ -554,6 +555,7 @@ httpd *httpd_new(struct event_base *base, struct metrics *m, const struct httpd_
         h->lim = *lim;
     else
         httpd_limits_default(&h->lim);
+    h->pool.inflight_max = h->lim.max_inflight_body_bytes;
     httpd__router_init(&h->router);
     h->accept_retry = evtimer_new(base, accept_retry_cb, h);
     h->shutdown_deadline = evtimer_new(base, deadline_cb, h);
@@ -583,6 +585,7 @@ void httpd_free(httpd *h)
 void httpd_set_limits(httpd *h, const struct httpd_limits *lim)
 {
     h->lim = *lim;
+    h->pool.inflight_max = lim->max_inflight_body_bytes;
     h->lim_gen++;
     setup_timeouts(h);
 }

@@ -61,14 +61,16 @@ enum httpd_method_flags {
 };
 
 struct httpd_limits {
-    size_t max_header_bytes;    /* request line + headers: 431 beyond */
-    size_t max_body_bytes;      /* decoded body bytes: 413 beyond */
-    unsigned max_connections;   /* open at once over both listeners */
-    uint64_t header_timeout_ms; /* first byte to end of headers: 408 */
-    uint64_t body_timeout_ms;   /* end of headers to end of body: 408 */
-    uint64_t idle_timeout_ms;   /* keep-alive wait for a request: close */
-    uint64_t write_timeout_ms;  /* no output drained for this long: close */
-    size_t stream_high_water;   /* buffered output that pauses a stream */
+    size_t max_header_bytes;        /* request line + headers: 431 beyond */
+    size_t max_body_bytes;          /* decoded body bytes: 413 beyond */
+    unsigned max_connections;       /* open at once over both listeners */
+    uint64_t header_timeout_ms;     /* first byte to end of headers: 408 */
+    uint64_t body_timeout_ms;       /* end of headers to end of body: 408 */
+    uint64_t idle_timeout_ms;       /* keep-alive wait for a request: close */
+    uint64_t write_timeout_ms;      /* no output drained for this long: close */
+    size_t max_inflight_body_bytes; /* request bodies held at once over all
+                                     * connections: 503 beyond; 0: no limit */
+    size_t stream_high_water;       /* buffered output that pauses a stream */
 };
 
 /* The defaults: 16 KiB headers, 64 MiB bodies, 1000 connections, ... */

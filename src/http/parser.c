@@ -409,7 +409,9 @@ static int on_headers_complete(http_parser *hp)
         req->pool = p->pool;
         req->body = httpd__pool_get(p->pool, (size_t)hp->content_length, &req->body_alloc);
         if (!req->body)
-            return fail(p, 503, "overloaded", "out of memory for a %llu-byte body",
+            return fail(p, 503, "overloaded",
+                        "no room for a %llu-byte body: request bodies in flight are at their "
+                        "limit; retry later",
                         (unsigned long long)hp->content_length);
         p->bstate = HB_LENGTH;
         p->remaining = hp->content_length;
@@ -435,14 +437,16 @@ static int body_reserve(struct httpd_parser *p, struct httpd_req *req, uint64_t 
     want = ST_MIN(want, p->lim.max_body_bytes);
     if (!req->body) {
         req->pool = p->pool;
-        nb = httpd__pool_get(p->pool, want, &want);
+        nb = httpd__pool_get(p->pool, want, &req->body_alloc);
     } else {
-        nb = realloc(req->body, want);
+        nb = httpd__pool_grow(req->pool, req->body, &req->body_alloc, want);
     }
     if (!nb)
-        return fail(p, 503, "overloaded", "out of memory for a %zu-byte body", want);
+        return fail(p, 503, "overloaded",
+                    "no room for a %zu-byte body: request bodies in flight are at their "
+                    "limit; retry later",
+                    want);
     req->body = nb;
-    req->body_alloc = want;
     return 0;
 }
 

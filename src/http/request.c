@@ -50,6 +50,12 @@ char *httpd__pool_get(struct httpd_bufpool *pool, size_t want, size_t *cap)
     size_t best = SIZE_MAX;
     char *buf;
 
+    if (pool && pool->inflight_max &&
+        want > pool->inflight_max - ST_MIN(pool->inflight, pool->inflight_max)) {
+        *cap = 0;
+        return NULL;
+    }
+
     if (pool && want >= HTTPD_POOL_MIN / 2) {
         /* The smallest kept buffer that fits, if not wastefully big. */
         for (size_t i = 0; i < pool->n; i++) {
@@ -63,18 +69,39 @@ char *httpd__pool_get(struct httpd_bufpool *pool, size_t want, size_t *cap)
             *cap = pool->ent[best].cap;
             pool->bytes -= *cap;
             pool->ent[best] = pool->ent[--pool->n];
+            pool->inflight += *cap;
             return buf;
         }
     }
     buf = malloc(want);
     *cap = buf ? want : 0;
+    if (pool)
+        pool->inflight += *cap;
     return buf;
+}
+
+char *httpd__pool_grow(struct httpd_bufpool *pool, char *buf, size_t *cap, size_t want)
+{
+    char *nb;
+
+    if (pool && pool->inflight_max &&
+        want - *cap > pool->inflight_max - ST_MIN(pool->inflight, pool->inflight_max))
+        return NULL;
+    nb = realloc(buf, want);
+    if (!nb)
+        return NULL;
+    if (pool)
+        pool->inflight += want - *cap;
+    *cap = want;
+    return nb;
 }
 
 void httpd__pool_put(struct httpd_bufpool *pool, char *buf, size_t cap)
 {
     if (!buf)
         return;
+    if (pool)
+        pool->inflight -= ST_MIN(cap, pool->inflight);
     if (!pool || cap < HTTPD_POOL_MIN || pool->n == HTTPD_POOL_SLOTS ||
         pool->bytes + cap > HTTPD_POOL_MAX_BYTES) {
         free(buf);

@@ -305,6 +305,8 @@ static const struct option options[] = {
     OPT("auth.admin_token", STRING, auth.admin_token, "", FIXED, .check = check_token,
         .secret = true),
     OPT("limits.max_body_bytes", SIZE, limits.max_body_bytes, "64MB", RELOAD, RANGE(KIB, 16 * GIB)),
+    OPT("limits.max_inflight_body_bytes", SIZE, limits.max_inflight_body_bytes, "1GiB", RELOAD,
+        RANGE(MIB, 1024 * GIB)),
     OPT("limits.max_header_bytes", SIZE, limits.max_header_bytes, "16KB", RELOAD, RANGE(KIB, MIB)),
     OPT("limits.max_query_rows", UINT, limits.max_query_rows, "100000", RELOAD,
         RANGE(1, 1000000000)),

@@ -56,9 +56,10 @@ struct config {
         char admin_token[CONFIG_TOKEN_MAX]; /* "" = generate/load */
     } auth;
     struct {
-        uint64_t max_body_bytes;   /* 64MB */
-        uint64_t max_header_bytes; /* 16KB */
-        uint64_t max_query_rows;   /* 100000 */
+        uint64_t max_inflight_body_bytes; /* 1GiB over all connections */
+        uint64_t max_body_bytes;          /* 64MB */
+        uint64_t max_header_bytes;        /* 16KB */
+        uint64_t max_query_rows;          /* 100000 */
     } limits;
     struct {
         uint64_t history_retention_ms; /* 1h */

@@ -43,6 +43,7 @@ static const struct {
     {"auth.enabled", "off", "false"},
     {"auth.admin_token", "s3cret", "<set>"},
     {"limits.max_body_bytes", "1000KiB", "1000KiB"},
+    {"limits.max_inflight_body_bytes", "3GB", "3GB"},
     {"limits.max_header_bytes", "2KB", "2KB"},
     {"limits.max_query_rows", "5", "5"},
     {"mvcc.history_retention", "0", "0ms"},
@@ -681,12 +682,19 @@ END_TEST
 START_TEST(test_reloadable_keys)
 {
     static const char *const yes[] = {
-        "server.max_connections", "server.header_timeout",
-        "server.body_timeout",    "server.idle_timeout",
-        "server.write_timeout",   "server.shutdown_timeout",
-        "limits.max_body_bytes",  "limits.max_header_bytes",
-        "limits.max_query_rows",  "log.level",
-        "log.access_log",         "metrics.require_auth",
+        "server.max_connections",
+        "server.header_timeout",
+        "server.body_timeout",
+        "server.idle_timeout",
+        "server.write_timeout",
+        "server.shutdown_timeout",
+        "limits.max_body_bytes",
+        "limits.max_header_bytes",
+        "limits.max_inflight_body_bytes",
+        "limits.max_query_rows",
+        "log.level",
+        "log.access_log",
+        "metrics.require_auth",
     };
     int n_yes = 0;
 
@@ -756,6 +764,7 @@ START_TEST(test_dump_defaults)
                                "auth.enabled: true\n"
                                "auth.admin_token: \n"
                                "limits.max_body_bytes: 64MB\n"
+                               "limits.max_inflight_body_bytes: 1GiB\n"
                                "limits.max_header_bytes: 16KB\n"
                                "limits.max_query_rows: 100000\n"
                                "mvcc.history_retention: 1h\n"

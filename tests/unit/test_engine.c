@@ -122,7 +122,7 @@ static void on_ingest(void *arg, const struct engine_ingest_result *r)
 /* ---- fixtures ---- */
 
 static char dir[256];
-static struct fs *tfs; /* the fault fs, or NULL for the real one */
+static struct fs *tfs;    /* the fault fs, or NULL for the real one */
 static uint64_t idem_max; /* ingest.idempotency_max_keys, 0 for the default */
 
 static engine *open_engine(void)
@@ -477,7 +477,6 @@ START_TEST(test_composite_and_string_keys)
 }
 END_TEST
 
-
 struct txn_answer {
     bool done;
     struct engine_result r;
@@ -663,8 +662,8 @@ START_TEST(test_crash_keeps_acknowledged_writes)
     for (int i = 0; i < 50; i++) {
         struct answer a;
 
-        snprintf(body, sizeof(body), "{\"id\":%d,\"ts\":%d,\"origin\":\"O%d\",\"delay\":%d}", i,
-                 i, i, i * 2);
+        snprintf(body, sizeof(body), "{\"id\":%d,\"ts\":%d,\"origin\":\"O%d\",\"delay\":%d}", i, i,
+                 i, i * 2);
         a = ingest(e, body, false, NULL);
         ck_assert_int_eq(a.r.st, ST_OK);
         last = a.r.version;

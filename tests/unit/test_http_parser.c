@@ -157,7 +157,8 @@ END_TEST
 
 START_TEST(test_content_length_body)
 {
-    static const char req[] = "POST /ingest HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\nhello world";
+    static const char req[] =
+        "POST /ingest HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\nhello world";
     struct httpd_parser p;
 
     for (size_t step = 1; step <= sizeof(req); step++) {
@@ -337,6 +338,64 @@ START_TEST(test_absolute_form_and_fragment)
 }
 END_TEST
 
+/* Bodies in flight share one budget: past it a body gets 503 from its headers. */
+START_TEST(test_inflight_body_budget)
+{
+    static const char req600[] = "POST /a HTTP/1.1\r\nHost: t\r\nContent-Length: 600\r\n\r\n";
+    static const char chunked[] =
+        "POST /c HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "258\r\n";
+    struct httpd_bufpool pool;
+    struct httpd_parser p1, p2, p3;
+    char body[600];
+    struct result r1, r2, r3;
+
+    memset(&pool, 0, sizeof(pool));
+    pool.inflight_max = 1000;
+    memset(body, 'x', sizeof(body));
+
+    httpd__parser_init(&p1, &lim);
+    p1.pool = &pool;
+    r1 = parse_steps(&p1, req600, strlen(req600), strlen(req600));
+    ck_assert_int_ne(r1.rc, HTTPD_PARSE_ERROR);
+    ck_assert_uint_eq(pool.inflight, 600);
+
+    /* A second 600-byte body does not fit while the first is held. */
+    httpd__parser_init(&p2, &lim);
+    p2.pool = &pool;
+    r2 = parse_steps(&p2, req600, strlen(req600), strlen(req600));
+    ck_assert_int_eq(r2.rc, HTTPD_PARSE_ERROR);
+    ck_assert_int_eq(p2.err_status, 503);
+    httpd__req_free(r2.req);
+    httpd__parser_release(&p2);
+
+    /* Nor does a chunked body growing past it. */
+    httpd__parser_init(&p3, &lim);
+    p3.pool = &pool;
+    r3 = parse_steps(&p3, chunked, strlen(chunked), strlen(chunked));
+    if (r3.rc != HTTPD_PARSE_ERROR) {
+        httpd__req_free(r3.req);
+        r3 = parse_steps(&p3, body, sizeof(body), sizeof(body));
+    }
+    ck_assert_int_eq(r3.rc, HTTPD_PARSE_ERROR);
+    ck_assert_int_eq(p3.err_status, 503);
+    httpd__req_free(r3.req);
+    httpd__parser_release(&p3);
+
+    /* Once the first body is freed, the budget is back. */
+    httpd__req_free(r1.req);
+    httpd__parser_release(&p1);
+    ck_assert_uint_eq(pool.inflight, 0);
+    httpd__parser_init(&p2, &lim);
+    p2.pool = &pool;
+    r2 = parse_steps(&p2, req600, strlen(req600), strlen(req600));
+    ck_assert_int_ne(r2.rc, HTTPD_PARSE_ERROR);
+    httpd__req_free(r2.req);
+    httpd__parser_release(&p2);
+    httpd__pool_release(&pool);
+}
+END_TEST
+
 /* RFC 9112 3.2: HTTP/1.1 needs exactly one Host; HTTP/1.0 at most one. */
 START_TEST(test_host_header_rules)
 {
@@ -371,31 +430,46 @@ START_TEST(test_ambiguous_framing)
          400},
         /* Transfer codings other than chunked. */
         {"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n", 400},
-        {"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 501},
-        {"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
+        {"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, "
+         "chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+         501},
+        {"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: "
+         "chunked\r\n\r\n"
          "0\r\n\r\n",
          400},
         {"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunkedx\r\n\r\n0\r\n\r\n", 400},
         /* Malformed chunks. */
-        {"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n", 400},
-        {"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\nabc\r\n0\r\n\r\n", 400},
+        {"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+         400},
+        {"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\nabc\r\n0\r\n\r\n",
+         400},
         {"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
          "fffffffffffffffffff\r\nabc\r\n0\r\n\r\n",
          413},
-        {"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n;x\r\nabc\r\n0\r\n\r\n", 400},
+        {"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n;x\r\nabc\r\n0\r\n\r\n",
+         400},
         /* What http-parser, built without HTTP_PARSER_STRICT, lets through. */
-        {"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXY0\r\n\r\n", 400},
-        {"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\rXabc\r\n0\r\n\r\n", 400},
+        {"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXY0\r\n\r\n",
+         400},
+        {"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\rXabc\r\n0\r\n\r\n",
+         400},
         {"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\n0\n\n", 400},
-        {"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\rX", 400},
-        {"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3;a=\x01\r\nabc\r\n0\r\n\r\n", 400},
-        {"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nBad Trailer: x\r\n\r\n", 400},
-        {"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nT: x\x01\r\n\r\n", 400},
+        {"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\rX",
+         400},
+        {"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: "
+         "chunked\r\n\r\n3;a=\x01\r\nabc\r\n0\r\n\r\n",
+         400},
+        {"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nBad Trailer: "
+         "x\r\n\r\n",
+         400},
+        {"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nT: x\x01\r\n\r\n",
+         400},
         {"GET / HTTP/1.1\r\nHost: t\r\nA: b\r\n\rX", 400},
         {"GET / HTXP/1.1\r\n\r\n", 400},
         {"GET / H/1.1\r\n\r\n", 400},
         {"GET / HTTP/1.\r\n\r\n", 400},
-        {"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX\r\n0\r\n\r\n", 400},
+        {"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX\r\n0\r\n\r\n",
+         400},
         /* Bad Content-Length values. */
         {"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1 2\r\n\r\nab", 400},
         {"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: -1\r\n\r\n", 400},
@@ -506,7 +580,8 @@ START_TEST(test_body_limit_content_length)
     size_t len;
 
     /* Refused at the end of the headers, with no body byte sent. */
-    len = (size_t)snprintf(buf, sizeof(buf), "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n",
+    len = (size_t)snprintf(buf, sizeof(buf),
+                           "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n",
                            lim.max_body_bytes + 1);
     httpd__parser_init(&p, &lim);
     httpd__parser_feed(&p, buf, len, &rc);
@@ -521,7 +596,8 @@ START_TEST(test_body_limit_content_length)
         struct strbuf sb = STRBUF_INIT;
         struct result r;
 
-        strbuf_addf(&sb, "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n", lim.max_body_bytes);
+        strbuf_addf(&sb, "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n",
+                    lim.max_body_bytes);
         for (size_t i = 0; i < lim.max_body_bytes; i++)
             strbuf_addch(&sb, 'b');
         r = parse1(&p, sb.buf);
@@ -563,7 +639,8 @@ START_TEST(test_body_limit_chunked)
 
     /* Trailers are bounded like headers. */
     strbuf_reset(&sb);
-    strbuf_addstr(&sb, "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-T: ");
+    strbuf_addstr(&sb,
+                  "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-T: ");
     while (sb.len < 2 * lim.max_header_bytes)
         strbuf_addch(&sb, 't');
     strbuf_addstr(&sb, "\r\n\r\n");
@@ -597,13 +674,15 @@ START_TEST(test_expect_and_upgrade)
     struct httpd_parser p;
     struct result r;
 
-    r = parse1(&p, "POST / HTTP/1.1\r\nHost: t\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\nx");
+    r = parse1(&p,
+               "POST / HTTP/1.1\r\nHost: t\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\nx");
     ck_assert_int_eq(r.rc, HTTPD_PARSE_DONE);
     ck_assert(r.req->expect_continue);
     httpd__req_free(r.req);
     httpd__parser_release(&p);
 
-    r = parse1(&p, "GET / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+    r = parse1(&p,
+               "GET / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
     ck_assert_int_eq(r.rc, HTTPD_PARSE_DONE);
     ck_assert(r.req->upgrade);
     httpd__req_free(r.req);
@@ -667,6 +746,7 @@ static Suite *parser_suite(void)
     tcase_add_test(tc, test_absolute_form_and_fragment);
     tcase_add_test(tc, test_ambiguous_framing);
     tcase_add_test(tc, test_host_header_rules);
+    tcase_add_test(tc, test_inflight_body_budget);
     tcase_add_test(tc, test_fold_split_everywhere);
     tcase_add_test(tc, test_header_limit);
     tcase_add_test(tc, test_body_limit_content_length);
