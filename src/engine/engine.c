@@ -1708,6 +1708,28 @@ static char *path_join(const char *dir, const char *name)
     return strbuf_detach(&sb, NULL);
 }
 
+/* Frees what engine_open() built; the WAL must be closed (or never opened). */
+static void engine_free(engine *e)
+{
+    if (e->active)
+        memtable_unref(e->active);
+    for (size_t i = 0; i < e->nfrozen; i++)
+        memtable_unref(e->frozen[i]);
+    free(e->frozen);
+    if (e->mvcc)
+        mvcc_free(e->mvcc);
+    if (e->cat)
+        catalog_free(e->cat);
+    idem_expire(e, INT64_MAX);
+    free(e->idem_tab);
+    decode_result_release(&e->dec);
+    pthread_mutex_destroy(&e->cq_lock);
+    free(e->data_dir);
+    free(e->wal_dir);
+    free(e->catalog_path);
+    free(e);
+}
+
 enum st_status engine_open(const struct engine_opts *opts, engine **out, struct err *err)
 {
     engine *e = xcalloc(1, sizeof(*e));
@@ -1786,23 +1808,7 @@ enum st_status engine_open(const struct engine_opts *opts, engine **out, struct 
     return ST_OK;
 
 err_free:
-    if (e->active)
-        memtable_unref(e->active);
-    for (size_t i = 0; i < e->nfrozen; i++)
-        memtable_unref(e->frozen[i]);
-    free(e->frozen);
-    if (e->mvcc)
-        mvcc_free(e->mvcc);
-    if (e->cat)
-        catalog_free(e->cat);
-    idem_expire(e, INT64_MAX);
-    free(e->idem_tab);
-    decode_result_release(&e->dec);
-    pthread_mutex_destroy(&e->cq_lock);
-    free(e->data_dir);
-    free(e->wal_dir);
-    free(e->catalog_path);
-    free(e);
+    engine_free(e);
     return rc;
 }
 
@@ -1834,19 +1840,6 @@ enum st_status engine_close(engine *e, struct err *err)
         rc = catalog_save(snap, e->fs, e->catalog_path, err);
         catalog_release(snap);
     }
-    memtable_unref(e->active);
-    for (size_t i = 0; i < e->nfrozen; i++)
-        memtable_unref(e->frozen[i]);
-    free(e->frozen);
-    mvcc_free(e->mvcc);
-    catalog_free(e->cat);
-    idem_expire(e, INT64_MAX);
-    free(e->idem_tab);
-    decode_result_release(&e->dec);
-    pthread_mutex_destroy(&e->cq_lock);
-    free(e->data_dir);
-    free(e->wal_dir);
-    free(e->catalog_path);
-    free(e);
+    engine_free(e);
     return rc;
 }
