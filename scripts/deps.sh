@@ -3,7 +3,9 @@
 #
 #   scripts/deps.sh            build and run dependencies
 #   scripts/deps.sh --test     also what the test suites use (Check, curl,
-#                              promtool to validate /metrics, clang for fuzzing)
+#                              promtool to validate /metrics)
+#   scripts/deps.sh --fuzz     also clang and its runtime, for the libFuzzer
+#                              builds (CC=clang meson setup build-fuzz -Dfuzz=true)
 #
 # Idempotent and quick when everything is present: it runs apt-get only
 # for packages that are missing. Needs root (or sudo) to install.
@@ -12,9 +14,10 @@ set -euo pipefail
 pkgs=(gcc pkg-config meson ninja-build python3
       libevent-dev libhttp-parser-dev libjansson-dev liblz4-dev
       libyaml-dev zlib1g-dev libsodium-dev)
-if [[ "${1:-}" == "--test" ]]; then
-    pkgs+=(check curl prometheus clang libclang-rt-14-dev)
-fi
+case "${1:-}" in
+--test) pkgs+=(check curl prometheus) ;;
+--fuzz) pkgs+=(check clang libclang-rt-14-dev) ;;
+esac
 
 missing=()
 for p in "${pkgs[@]}"; do
