@@ -29,6 +29,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -298,10 +299,28 @@ static void on_recovered(void *arg)
     sd_notify_state("READY=1");
 }
 
+/*
+ * Test hook: STRATA_TEST_RECOVERY_DELAY_MS makes recovery last at least
+ * that long, so tests can watch the server while it recovers.
+ */
+static void test_recovery_delay(void)
+{
+    const char *v = getenv("STRATA_TEST_RECOVERY_DELAY_MS");
+    long ms = v ? strtol(v, NULL, 10) : 0;
+
+    if (ms > 0 && ms <= 60000) {
+        struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+
+        log_warn("test hook: recovery delayed by %ld ms", ms);
+        nanosleep(&ts, NULL);
+    }
+}
+
 static void *recovery_main(void *arg)
 {
     struct server *srv = arg;
 
+    test_recovery_delay();
     err_clear(&srv->recovery_err);
     srv->recovery_rc = open_engine(srv, &srv->recovered, &srv->recovery_err);
     post_to_loop(srv, on_recovered, srv);

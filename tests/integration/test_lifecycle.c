@@ -44,6 +44,60 @@ static void assert_exit_code(const struct run_result *r, int want, const char *w
 
 /* ---- start-up ----------------------------------------------------------- */
 
+/* Recovery runs with the listeners open: live says 200, ready says 503. */
+START_TEST(test_ready_probe_503_while_recovering)
+{
+    static const char *const env[] = {"STRATA_TEST_RECOVERY_DELAY_MS=1500", NULL};
+    struct srv_opts o = {.env = env};
+    struct srv s;
+    struct hresp r;
+    char *log;
+    char *p;
+    int qport, iport;
+    long long deadline;
+
+    srv_spawn(&s, &o);
+    ck_assert(srv_log_wait(&s, "listening query=", 5000));
+    log = srv_log(&s);
+    p = strstr(log, "listening ingest=127.0.0.1:");
+    ck_assert_ptr_nonnull(p);
+    iport = atoi(p + strlen("listening ingest=127.0.0.1:"));
+    p = strstr(log, "listening query=127.0.0.1:");
+    ck_assert_ptr_nonnull(p);
+    qport = atoi(p + strlen("listening query=127.0.0.1:"));
+    free(log);
+
+    http_get(qport, "/health/ready", NULL, &r);
+    ck_assert_int_eq(r.status, 503);
+    ck_assert_msg(strstr(r.body, "recovering"), "%s", r.body);
+    ck_assert_ptr_nonnull(hresp_header(&r, "Retry-After"));
+    hresp_free(&r);
+    http_get(iport, "/health/live", NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    hresp_free(&r);
+    http_request(iport, "POST", "/v1/tenants/acme/tables/t/records", s.token, "{}", &r);
+    ck_assert_int_eq(r.status, 503);
+    hresp_free(&r);
+    /* No ready file until recovery is done. */
+    ck_assert_ptr_null(harness_read_file(s.ready_file, NULL));
+
+    deadline = harness_now_ms() + 10000;
+    while (harness_now_ms() < deadline) {
+        char *ready = harness_read_file(s.ready_file, NULL);
+
+        if (ready) {
+            free(ready);
+            break;
+        }
+        harness_sleep_ms(20);
+    }
+    http_get(qport, "/health/ready", NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    hresp_free(&r);
+    srv_stop(&s, 5000);
+}
+END_TEST
+
 START_TEST(test_ready_file_and_log_lines)
 {
     struct srv s;
@@ -786,6 +840,7 @@ static Suite *lifecycle_suite(void)
 
     tc = harness_tcase("startup", 30);
     tcase_add_test(tc, test_ready_file_and_log_lines);
+    tcase_add_test(tc, test_ready_probe_503_while_recovering);
     tcase_add_test(tc, test_data_dir_from_env_and_flag_precedence);
     tcase_add_test(tc, test_listen_address_in_use);
     tcase_add_test(tc, test_restart_after_kill9);
