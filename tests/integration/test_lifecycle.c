@@ -51,6 +51,7 @@ START_TEST(test_ready_probe_503_while_recovering)
     struct srv_opts o = {.env = env};
     struct srv s;
     struct hresp r;
+    char *retry_after;
     char *log;
     char *p;
     int qport, iport;
@@ -70,7 +71,9 @@ START_TEST(test_ready_probe_503_while_recovering)
     http_get(qport, "/health/ready", NULL, &r);
     ck_assert_int_eq(r.status, 503);
     ck_assert_msg(strstr(r.body, "recovering"), "%s", r.body);
-    ck_assert_ptr_nonnull(hresp_header(&r, "Retry-After"));
+    retry_after = hresp_header(&r, "Retry-After");
+    ck_assert_ptr_nonnull(retry_after);
+    free(retry_after);
     hresp_free(&r);
     http_get(iport, "/health/live", NULL, &r);
     ck_assert_int_eq(r.status, 200);
