@@ -15,7 +15,7 @@ pkgs=(gcc pkg-config meson ninja-build python3
       libevent-dev libhttp-parser-dev libjansson-dev liblz4-dev
       libyaml-dev zlib1g-dev libsodium-dev)
 case "${1:-}" in
---test) pkgs+=(check curl prometheus) ;;
+--test) pkgs+=(check curl prometheus libsqlite3-dev) ;;
 --fuzz) pkgs+=(check clang libclang-rt-14-dev) ;;
 esac
 

@@ -3,8 +3,9 @@
  * comparison and a hash. The memtable, point reads, range scans and
  * transaction conflict checks all work on encoded keys.
  *
- * The encoding (only in memory, never written to disk; it may change
- * between versions) is the one schema.h specifies for
+ * The encoding (do not change: on-disk format — WAL delete and
+ * transaction records and segment indexes store encoded keys) is the one
+ * schema.h specifies for
  * schema_key_encode(), so that keys built here, keys built by the ingest
  * decoder and decode_row.key_hash all agree:
  *

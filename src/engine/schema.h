@@ -132,7 +132,8 @@ uint32_t schema_row_len(const void *row);
  *   bool              1 byte, 0 or 1
  *   string            the bytes with 0x00 written as 0x00 0xff, then the
  *                     terminator 0x00 0x01
- * Only in memory: not an on-disk format.
+ * Do not change: on-disk format (WAL delete and transaction records and
+ * segment indexes store encoded keys). The hash below is in memory only.
  */
 
 /*
