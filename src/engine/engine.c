@@ -461,7 +461,8 @@ static void answer_ingest(engine *e, struct pending *p, enum st_status st, const
             x->ndetails = p->ndetails;
         }
         p->ingest_done(p->arg, &res);
-        res.replayed = true;
+        /* Retries that waited get the same answer; a failure is not a replay. */
+        res.replayed = st == ST_OK;
         while (w) {
             struct idem_waiter *next = w->next;
 
