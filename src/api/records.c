@@ -108,6 +108,12 @@ static void reply_ingest_error(struct httpd_req *req, const struct engine_ingest
         strbuf_addf(&m, ",\"rejected\":%" PRIu64, res->rejected);
         snprintf(text, sizeof(text), "%s; nothing was written", msg);
         api__reply_error_members(req, 422, "validation_failed", text, &m);
+    } else if (r->st == ST_EBUSY && res->retry_after_s) {
+        char ra[16];
+
+        snprintf(ra, sizeof(ra), "%u", res->retry_after_s);
+        httpd_resp_header(req, "Retry-After", ra);
+        httpd_reply_error(req, 429, "rate_limited", "%s", msg);
     } else if (r->st == ST_EINVAL && res->err_line > 0) {
         strbuf_addf(&m, "\"line\":%" PRIu32 ",\"column\":%" PRIu32 ",\"offset\":%zu", res->err_line,
                     res->err_column, res->err_offset);

@@ -135,6 +135,13 @@ struct idem_waiter {
     void *arg;
 };
 
+/* A tenant's ingest-rate bucket (max_records_per_sec quota). */
+struct rate_bucket {
+    uint64_t tenant_id; /* 0: empty slot */
+    double tokens;      /* records it may ingest now; negative: in debt */
+    uint64_t last_ns;   /* when tokens was last refilled */
+};
+
 /* A catalog change waiting for its turn. */
 struct cat_change {
     struct cat_change *next;
@@ -172,6 +179,9 @@ struct engine {
     struct idem_entry *idem_fifo_tail;
     uint64_t idem_evicted;     /* keys forgotten early for the limit */
     struct decode_result dec;  /* reused decoder output */
+    struct rate_bucket *rates; /* open addressing by tenant id */
+    size_t rates_cap;          /* slots, a power of two */
+    size_t rates_used;         /* slots in use */
     bool closing;              /* engine_close() has begun */
     struct metric *m_records;  /* strata_ingest_records_total{tenant} */
     struct metric *m_bytes;    /* strata_ingest_bytes_total{tenant} */
@@ -908,6 +918,64 @@ static enum st_status encode_key_texts(const struct schema *s, const char *const
 }
 
 /* ------------------------------------------------------------------ */
+/* Rate quotas */
+
+static struct rate_bucket *rate_bucket(engine *e, uint64_t tenant_id, double rate)
+{
+    size_t i;
+
+    if (e->rates_used + 1 > e->rates_cap / 2) {
+        size_t ncap = e->rates_cap ? e->rates_cap * 2 : 64;
+        struct rate_bucket *n = calloc_array(ncap, sizeof(*n));
+
+        for (size_t j = 0; j < e->rates_cap; j++) {
+            if (!e->rates[j].tenant_id)
+                continue;
+            for (i = e->rates[j].tenant_id & (ncap - 1); n[i].tenant_id; i = (i + 1) & (ncap - 1))
+                ;
+            n[i] = e->rates[j];
+        }
+        free(e->rates);
+        e->rates = n;
+        e->rates_cap = ncap;
+    }
+    for (i = tenant_id & (e->rates_cap - 1); e->rates[i].tenant_id;
+         i = (i + 1) & (e->rates_cap - 1))
+        if (e->rates[i].tenant_id == tenant_id)
+            return &e->rates[i];
+    e->rates[i].tenant_id = tenant_id;
+    e->rates[i].tokens = rate;
+    e->rates[i].last_ns = time_mono_ns();
+    e->rates_used++;
+    return &e->rates[i];
+}
+
+/*
+ * Takes n records from the bucket of a tenant whose quota is rate records
+ * per second (0: none); the bucket holds one second of it. Returns 0 when
+ * they may go in, else the seconds to wait.
+ */
+static uint32_t rate_take(engine *e, uint64_t tenant_id, uint64_t quota, uint64_t n)
+{
+    struct rate_bucket *b;
+    uint64_t now = time_mono_ns();
+    double rate = (double)quota;
+    double need;
+
+    if (!quota)
+        return 0;
+    b = rate_bucket(e, tenant_id, rate);
+    b->tokens = ST_MIN(rate, b->tokens + rate * (double)(now - b->last_ns) / 1e9);
+    b->last_ns = now;
+    need = ST_MIN((double)n, rate);
+    if (b->tokens >= need) {
+        b->tokens -= (double)n;
+        return 0;
+    }
+    return (uint32_t)((need - b->tokens) / rate) + 1;
+}
+
+/* ------------------------------------------------------------------ */
 /* Ingest */
 
 static void ingest_fail(engine_ingest_fn done, void *arg, enum st_status st, const struct err *err)
@@ -1026,6 +1094,24 @@ void engine_ingest(engine *e, const char *tenant, const char *table, const char 
         goto out;
     }
 
+    {
+        const struct catalog_tenant *t = catalog_find_tenant(snap, tenant, strlen(tenant));
+        uint32_t wait = rate_take(e, catalog_table_tenant_id(tb),
+                                  t ? catalog_tenant_quotas(t).max_records_per_sec : 0, dec->nrows);
+
+        if (wait) {
+            struct engine_ingest_result res;
+
+            memset(&res, 0, sizeof(res));
+            res.r.st = ST_EBUSY;
+            err_set(&res.r.err, ST_EBUSY,
+                    "tenant '%s' is over its quota of records per second; retry in %u s",
+                    catalog_table_tenant(tb), wait);
+            res.retry_after_s = wait;
+            done(arg, &res);
+            goto out;
+        }
+    }
     p = pending_new(e, P_INGEST);
     p->ingest_done = done;
     p->arg = arg;
@@ -1724,6 +1810,7 @@ static void engine_free(engine *e)
     idem_expire(e, INT64_MAX);
     free(e->idem_tab);
     decode_result_release(&e->dec);
+    free(e->rates);
     pthread_mutex_destroy(&e->cq_lock);
     free(e->data_dir);
     free(e->wal_dir);

@@ -128,6 +128,9 @@ struct engine_ingest_result {
     uint64_t rejected;                   /* records refused */
     const struct decode_detail *details; /* ndetails per-record errors */
     uint32_t ndetails;                   /* at most DECODE_MAX_DETAILS */
+    uint32_t retry_after_s;              /* ST_EBUSY: over the tenant's
+                                          * max_records_per_sec quota; retry
+                                          * after this many seconds */
     bool replayed;                       /* the result of an earlier request with
                                           * the same Idempotency-Key: nothing was
                                           * written now */
@@ -143,7 +146,10 @@ typedef void (*engine_ingest_fn)(void *arg, const struct engine_ingest_result *r
  * tenant's table. Atomic unless opts->partial: with any bad record nothing
  * is written and res->r.st is ST_EINVAL with the details. done always
  * runs exactly once, on the loop thread; pointers in res are valid only
- * during the call. A request with an Idempotency-Key that committed within
+ * during the call. A tenant over its max_records_per_sec quota gets
+ * ST_EBUSY with retry_after_s (a token bucket holding one second of the
+ * quota; a batch larger than that passes when the bucket is full and
+ * leaves it in debt). A request with an Idempotency-Key that committed within
  * opts.idempotency_window_ms gets that commit's result again (replayed),
  * also after a restart: the key and the result are part of the WAL record.
  */

@@ -371,6 +371,47 @@ START_TEST(test_validation_details)
 }
 END_TEST
 
+/* A tenant over max_records_per_sec gets 429 rate_limited with Retry-After. */
+START_TEST(test_rate_quota)
+{
+    struct srv s;
+    struct hresp r;
+    char *k = setup(&s, NULL);
+    const char *two = "{\"id\": 1, \"ts\": 0, \"origin\": \"A\"}\n"
+                      "{\"id\": 2, \"ts\": 0, \"origin\": \"B\"}\n";
+    long long before;
+    char *ra;
+
+    api_req(s.query_port, "PUT", "/v1/tenants/acme/quotas", s.token, NULL,
+            "{\"max_records_per_sec\": 2}", &r);
+    api_expect(&r, 200);
+    hresp_free(&r);
+    /* One second of quota passes, the next batch at once does not. */
+    api_req(s.ingest_port, "POST", RECS, k, API_NDJSON, two, &r);
+    api_expect(&r, 200);
+    hresp_free(&r);
+    before = api_version(&s, "acme", k);
+    api_req(s.ingest_port, "POST", RECS, k, API_NDJSON, two, &r);
+    ck_assert_error(&r, 429, "rate_limited");
+    ra = hresp_header(&r, "Retry-After");
+    ck_assert_ptr_nonnull(ra);
+    ck_assert_int_ge(atoi(ra), 1);
+    free(ra);
+    hresp_free(&r);
+    ck_assert_int_eq(api_version(&s, "acme", k), before);
+    /* Lifting the quota lets it through. */
+    api_req(s.query_port, "PUT", "/v1/tenants/acme/quotas", s.token, NULL,
+            "{\"max_records_per_sec\": 0}", &r);
+    api_expect(&r, 200);
+    hresp_free(&r);
+    api_req(s.ingest_port, "POST", RECS, k, API_NDJSON, two, &r);
+    api_expect(&r, 200);
+    hresp_free(&r);
+    free(k);
+    srv_stop(&s, 5000);
+}
+END_TEST
+
 START_TEST(test_partial_mode)
 {
     struct srv s;
@@ -809,6 +850,7 @@ int main(void)
     tcase_add_test(tc, test_media_types);
     tcase_add_test(tc, test_validation_details);
     tcase_add_test(tc, test_partial_mode);
+    tcase_add_test(tc, test_rate_quota);
     tcase_add_test(tc, test_later_key_wins_and_arrays);
     tcase_add_test(tc, test_gzip);
     tcase_add_test(tc, test_idempotency_key);

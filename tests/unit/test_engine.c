@@ -443,6 +443,37 @@ START_TEST(test_idempotency_keys_are_bounded)
 }
 END_TEST
 
+/* The ingest-rate quota: a bucket of one second of records per tenant. */
+START_TEST(test_rate_quota)
+{
+    engine *e = open_engine();
+    struct catalog_quotas q = {1000, 0};
+    struct catalog_op op;
+    struct strbuf big = STRBUF_INIT;
+    struct answer a;
+
+    make_flights(e);
+    catalog_op_init(&op);
+    catalog_op_set_quotas(&op, "acme", &q);
+    ck_assert_int_eq(change(e, &op, NULL), ST_OK);
+    /* 1500 records: more than the bucket, allowed when it is full; it is then in debt. */
+    for (int i = 0; i < 1500; i++)
+        strbuf_addf(&big, "{\"id\":%d,\"ts\":0,\"origin\":\"Q\"}\n", 1000 + i);
+    a = ingest(e, big.buf, false, NULL);
+    ck_assert_int_eq(a.r.st, ST_OK);
+    a = ingest(e, three, false, NULL);
+    ck_assert_int_eq(a.r.st, ST_EBUSY);
+    ck_assert_uint_ge(a.ir.retry_after_s, 1);
+    ck_assert_int_eq(get(e, "1", 0, NULL, NULL), ST_ENOTFOUND);
+    /* The debt of 500 records is paid back in half a second. */
+    usleep(600000);
+    a = ingest(e, three, false, NULL);
+    ck_assert_int_eq(a.r.st, ST_OK);
+    strbuf_release(&big);
+    close_engine(e);
+}
+END_TEST
+
 START_TEST(test_composite_and_string_keys)
 {
     engine *e = open_engine();
@@ -710,6 +741,7 @@ int main(void)
     tcase_add_test(real, test_atomic_and_partial);
     tcase_add_test(real, test_idempotency_survives_restart);
     tcase_add_test(real, test_idempotency_keys_are_bounded);
+    tcase_add_test(real, test_rate_quota);
     tcase_add_test(real, test_composite_and_string_keys);
     tcase_add_test(real, test_txn_commits_atomically_with_conditions);
     suite_add_tcase(s, real);
