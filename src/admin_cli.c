@@ -24,24 +24,53 @@
 #include "util/strbuf.h"
 
 const char admin_cli_usage[] =
-    "usage: strata admin <command> [--url URL] [--token T] [--data-dir DIR]\n"
+    "usage: strata admin <command> [arguments] [--url URL] [--token T] [--data-dir DIR]\n"
     "\n"
     "commands:\n"
-    "  status    GET /v1/admin/status: version, uptime, listeners, connections\n"
+    "  status                          version, uptime, listeners, connections\n"
+    "  tenants                         list the tenants\n"
+    "  tenant-create NAME              create a tenant\n"
+    "  tenant-delete NAME              delete a tenant with its keys and tables\n"
+    "  keys TENANT                     list a tenant's keys (ids and scopes)\n"
+    "  key-create TENANT SCOPES        create a key; SCOPES is read,write,manage or\n"
+    "                                  a part of it; prints the token (shown once)\n"
+    "  key-revoke TENANT ID            revoke a key at once\n"
+    "  quotas TENANT RECORDS_PER_SEC STORAGE_BYTES\n"
+    "                                  set a tenant's quotas (0: unlimited)\n"
     "\n"
     "  --url URL        the query listener, default $STRATA_URL or http://127.0.0.1:8081\n"
     "  --token T        the admin token, default $STRATA_ADMIN_TOKEN or DATA_DIR/admin_token\n"
-    "  --data-dir DIR   where to find admin_token, default ./data\n";
+    "  --data-dir DIR   where to find admin_token, default ./data\n"
+    "\n"
+    "The answer's JSON goes to stdout (to stderr for an error); the exit code\n"
+    "is 0 for a 2xx answer, 1 otherwise, 2 for a usage error.\n";
 
+/*
+ * A command: path and body are templates where {1}, {2}, {3} stand for
+ * the command's arguments, checked first (names and ids are plain words,
+ * numbers are digits; scopes become a JSON list).
+ */
 struct admin_cmd {
-    const char *name;
-    const char *method;
-    const char *path;
+    const char *name;   /* on the command line */
+    int nargs;          /* positional arguments it takes */
+    const char *method; /* HTTP method */
+    const char *path;   /* path format */
+    const char *body;   /* JSON body format, or NULL */
 };
 
 static const struct admin_cmd commands[] = {
-    {"status", "GET", "/v1/admin/status"},
+    {"status", 0, "GET", "/v1/admin/status", NULL},
+    {"tenants", 0, "GET", "/v1/tenants", NULL},
+    {"tenant-create", 1, "POST", "/v1/tenants", "{\"name\": \"{1}\"}"},
+    {"tenant-delete", 1, "DELETE", "/v1/tenants/{1}", NULL},
+    {"keys", 1, "GET", "/v1/tenants/{1}/keys", NULL},
+    {"key-create", 2, "POST", "/v1/tenants/{1}/keys", "{\"scopes\": [{2}]}"},
+    {"key-revoke", 2, "DELETE", "/v1/tenants/{1}/keys/{2}", NULL},
+    {"quotas", 3, "PUT", "/v1/tenants/{1}/quotas",
+     "{\"max_records_per_sec\": {2}, \"max_storage_bytes\": {3}}"},
 };
+
+#define ADMIN_MAX_ARGS 3
 
 struct target {
     char host[256];
@@ -196,15 +225,89 @@ static void read_token_file(const char *dir, char *out, size_t n)
     fclose(f);
 }
 
+/* Appends tmpl to out with {N} replaced by args[N - 1]. */
+static void expand(const char *tmpl, const char *const *args, struct strbuf *out)
+{
+    for (const char *p = tmpl; *p; p++) {
+        if (p[0] == '{' && p[1] >= '1' && p[1] <= '0' + ADMIN_MAX_ARGS && p[2] == '}') {
+            strbuf_addstr(out, args[p[1] - '1']);
+            p += 2;
+        } else {
+            strbuf_addch(out, *p);
+        }
+    }
+}
+
+static bool is_word(const char *s)
+{
+    if (!*s || strlen(s) > 128)
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '_' || *s == '-'))
+            return false;
+    return true;
+}
+
+static bool is_number(const char *s)
+{
+    if (!*s || strlen(s) > 20)
+        return false;
+    for (; *s; s++)
+        if (*s < '0' || *s > '9')
+            return false;
+    return true;
+}
+
+/*
+ * Checks the arguments of cmd and rewrites scopes ("read,write") into
+ * JSON list items in scopes_json. Returns false after printing why.
+ */
+static bool check_args(const struct admin_cmd *cmd, const char **args, struct strbuf *scopes_json)
+{
+    for (int i = 0; i < cmd->nargs; i++) {
+        bool number = !strcmp(cmd->name, "quotas") && i > 0;
+        bool scopes = !strcmp(cmd->name, "key-create") && i == 1;
+
+        if (scopes) {
+            char *copy = xstrdup(args[i]);
+            char *save = NULL;
+            int n = 0;
+
+            for (char *w = strtok_r(copy, ",", &save); w; w = strtok_r(NULL, ",", &save)) {
+                if (!is_word(w)) {
+                    fprintf(stderr, "strata admin: bad scope '%s'\n", w);
+                    free(copy);
+                    return false;
+                }
+                strbuf_addf(scopes_json, "%s\"%s\"", n++ ? ", " : "", w);
+            }
+            free(copy);
+            args[i] = scopes_json->buf;
+        } else if (number ? !is_number(args[i]) : !is_word(args[i])) {
+            fprintf(stderr, "strata admin: %s: bad argument '%s' (expected %s)\n", cmd->name,
+                    args[i], number ? "a whole number" : "a name");
+            return false;
+        }
+    }
+    return true;
+}
+
 int admin_cli_main(int argc, char **argv)
 {
     const char *url = getenv("STRATA_URL");
     const char *token = getenv("STRATA_ADMIN_TOKEN");
     const char *data_dir = "./data";
     const struct admin_cmd *cmd = NULL;
+    const char *args[ADMIN_MAX_ARGS] = {NULL, NULL, NULL};
+    struct strbuf scopes = STRBUF_INIT;
+    struct strbuf path = STRBUF_INIT;
+    struct strbuf body = STRBUF_INIT;
     char file_token[512] = "";
     struct target t;
+    int nargs = 0;
     int status;
+    int code = 2;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -212,7 +315,7 @@ int admin_cli_main(int argc, char **argv)
         if ((!strcmp(a, "--url") || !strcmp(a, "--token") || !strcmp(a, "--data-dir")) &&
             i + 1 >= argc) {
             fprintf(stderr, "strata admin: option '%s' needs a value\n", a);
-            return 2;
+            goto out;
         }
         if (!strcmp(a, "--url")) {
             url = argv[++i];
@@ -222,32 +325,50 @@ int admin_cli_main(int argc, char **argv)
             data_dir = argv[++i];
         } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(admin_cli_usage, stdout);
-            return 0;
+            code = 0;
+            goto out;
         } else if (!cmd) {
             for (size_t k = 0; k < ST_ARRAY_SIZE(commands); k++)
                 if (!strcmp(a, commands[k].name))
                     cmd = &commands[k];
             if (!cmd) {
                 fprintf(stderr, "strata admin: unknown command '%s'\n%s", a, admin_cli_usage);
-                return 2;
+                goto out;
             }
+        } else if (nargs < cmd->nargs) {
+            args[nargs++] = a;
         } else {
             fprintf(stderr, "strata admin: unexpected argument '%s'\n", a);
-            return 2;
+            goto out;
         }
     }
     if (!cmd) {
         fputs(admin_cli_usage, stderr);
-        return 2;
+        goto out;
     }
+    if (nargs != cmd->nargs) {
+        fprintf(stderr, "strata admin: %s takes %d argument%s; see 'strata help admin'\n",
+                cmd->name, cmd->nargs, cmd->nargs == 1 ? "" : "s");
+        goto out;
+    }
+    if (!check_args(cmd, args, &scopes))
+        goto out;
     if (parse_url(url && *url ? url : "http://127.0.0.1:8081", &t) < 0) {
         fprintf(stderr, "strata admin: bad url '%s'\n", url);
-        return 2;
+        goto out;
     }
     if (!token || !*token) {
         read_token_file(data_dir, file_token, sizeof(file_token));
         token = file_token;
     }
-    status = do_request(&t, cmd->method, cmd->path, token, NULL);
-    return status >= 200 && status < 300 ? 0 : 1;
+    expand(cmd->path, args, &path);
+    if (cmd->body)
+        expand(cmd->body, args, &body);
+    status = do_request(&t, cmd->method, path.buf, token, cmd->body ? body.buf : NULL);
+    code = status >= 200 && status < 300 ? 0 : 1;
+out:
+    strbuf_release(&scopes);
+    strbuf_release(&path);
+    strbuf_release(&body);
+    return code;
 }

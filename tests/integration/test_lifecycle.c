@@ -45,6 +45,65 @@ static void assert_exit_code(const struct run_result *r, int want, const char *w
 /* ---- start-up ----------------------------------------------------------- */
 
 /* Recovery runs with the listeners open: live says 200, ready says 503. */
+/* strata admin: the catalog's admin endpoints from the command line. */
+START_TEST(test_admin_cli)
+{
+    struct srv s;
+    struct run_result r;
+    char url[64];
+
+    srv_start(&s, NULL);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d", s.query_port);
+    {
+        const char *argv[] = {"admin", "tenant-create", "acme",  "--url",
+                              url,     "--token",       s.token, NULL};
+
+        run_strata(argv, NULL, 5000, &r);
+        assert_exit_code(&r, 0, "admin tenant-create");
+        ck_assert_msg(strstr(r.out, "\"name\":\"acme\""), "%s", r.out);
+        run_free(&r);
+        /* A second create is refused by the server: exit 1, the error on stderr. */
+        run_strata(argv, NULL, 5000, &r);
+        assert_exit_code(&r, 1, "admin tenant-create again");
+        ck_assert_msg(strstr(r.err, "already_exists"), "%s", r.err);
+        run_free(&r);
+    }
+    {
+        const char *argv[] = {"admin", "key-create", "acme",  "read,write", "--url",
+                              url,     "--token",    s.token, NULL};
+
+        run_strata(argv, NULL, 5000, &r);
+        assert_exit_code(&r, 0, "admin key-create");
+        ck_assert_msg(strstr(r.out, "\"token\":\"sk_"), "%s", r.out);
+        ck_assert_msg(strstr(r.out, "[\"read\",\"write\"]"), "%s", r.out);
+        run_free(&r);
+    }
+    {
+        const char *argv[] = {"admin", "quotas", "acme",    "500",   "0",
+                              "--url", url,      "--token", s.token, NULL};
+
+        run_strata(argv, NULL, 5000, &r);
+        assert_exit_code(&r, 0, "admin quotas");
+        ck_assert_msg(strstr(r.out, "\"max_records_per_sec\":500"), "%s", r.out);
+        run_free(&r);
+    }
+    {
+        /* Without the token: 401, exit 1. A bad name never reaches the server: exit 2. */
+        const char *noauth[] = {"admin", "tenants", "--url", url, "--token", "wrong", NULL};
+        const char *badname[] = {"admin", "tenant-delete", "a/b", "--url", url, NULL};
+
+        run_strata(noauth, NULL, 5000, &r);
+        assert_exit_code(&r, 1, "admin tenants with a wrong token");
+        ck_assert_msg(strstr(r.err, "unauthenticated"), "%s", r.err);
+        run_free(&r);
+        run_strata(badname, NULL, 5000, &r);
+        assert_exit_code(&r, 2, "admin tenant-delete a/b");
+        run_free(&r);
+    }
+    srv_stop(&s, 5000);
+}
+END_TEST
+
 START_TEST(test_ready_probe_503_while_recovering)
 {
     static const char *const env[] = {"STRATA_TEST_RECOVERY_DELAY_MS=1500", NULL};
@@ -844,6 +903,7 @@ static Suite *lifecycle_suite(void)
     tc = harness_tcase("startup", 30);
     tcase_add_test(tc, test_ready_file_and_log_lines);
     tcase_add_test(tc, test_ready_probe_503_while_recovering);
+    tcase_add_test(tc, test_admin_cli);
     tcase_add_test(tc, test_data_dir_from_env_and_flag_precedence);
     tcase_add_test(tc, test_listen_address_in_use);
     tcase_add_test(tc, test_restart_after_kill9);
