@@ -117,6 +117,31 @@ static const char *name_param(struct httpd_req *req, const char *param, const ch
     return name;
 }
 
+/*
+ * The start of an admin call on one tenant: the engine is ready, the admin
+ * token is given, the tenant name is valid. NULL after answering.
+ */
+static const char *admin_tenant(struct httpd_req *req, struct server *srv)
+{
+    if (!api__engine(req, srv) || !api_require_admin(req, srv))
+        return NULL;
+    return name_param(req, "tenant", "tenant");
+}
+
+/*
+ * The start of a tenant-scoped call: the engine is ready, the token may
+ * use scope on the tenant (checked before the name, so keys cannot probe),
+ * the tenant name is valid. NULL after answering.
+ */
+static const char *scoped_tenant(struct httpd_req *req, struct server *srv, unsigned scope)
+{
+    if (!api__engine(req, srv))
+        return NULL;
+    if (!api_auth_tenant(req, srv, httpd_req_param(req, "tenant"), scope))
+        return NULL;
+    return name_param(req, "tenant", "tenant");
+}
+
 /* Refuses keys of o other than those listed (400); true when all are known. */
 static bool only_keys(struct httpd_req *req, json_t *o, const char *const *keys, size_t n)
 {
@@ -308,9 +333,7 @@ static void handle_tenant_delete(struct httpd_req *req, void *arg)
     struct catalog_op op;
     const char *tenant;
 
-    if (!api__engine(req, srv) || !api_require_admin(req, srv))
-        return;
-    tenant = name_param(req, "tenant", "tenant");
+    tenant = admin_tenant(req, srv);
     if (!tenant)
         return;
     catalog_op_delete_tenant(&op, tenant);
@@ -356,9 +379,7 @@ static void handle_keys_post(struct httpd_req *req, void *arg)
     unsigned scopes;
     json_t *body;
 
-    if (!api__engine(req, srv) || !api_require_admin(req, srv))
-        return;
-    tenant = name_param(req, "tenant", "tenant");
+    tenant = admin_tenant(req, srv);
     if (!tenant)
         return;
     body = api__body_object(req);
@@ -383,9 +404,7 @@ static void handle_keys_get(struct httpd_req *req, void *arg)
     const char *tenant;
     json_t *list;
 
-    if (!api__engine(req, srv) || !api_require_admin(req, srv))
-        return;
-    tenant = name_param(req, "tenant", "tenant");
+    tenant = admin_tenant(req, srv);
     if (!tenant)
         return;
     snap = engine_catalog(srv->engine);
@@ -414,9 +433,7 @@ static void handle_key_delete(struct httpd_req *req, void *arg)
     struct catalog_op op;
     const char *tenant, *id;
 
-    if (!api__engine(req, srv) || !api_require_admin(req, srv))
-        return;
-    tenant = name_param(req, "tenant", "tenant");
+    tenant = admin_tenant(req, srv);
     if (!tenant)
         return;
     id = httpd_req_param(req, "id");
@@ -459,9 +476,7 @@ static void handle_quotas_put(struct httpd_req *req, void *arg)
     const char *tenant;
     json_t *body;
 
-    if (!api__engine(req, srv) || !api_require_admin(req, srv))
-        return;
-    tenant = name_param(req, "tenant", "tenant");
+    tenant = admin_tenant(req, srv);
     if (!tenant)
         return;
     body = api__body_object(req);
@@ -501,12 +516,8 @@ static void handle_tables_post(struct httpd_req *req, void *arg)
     struct err err;
     json_t *body;
 
-    if (!api__engine(req, srv))
-        return;
-    tenant = httpd_req_param(req, "tenant");
-    if (!api_auth_tenant(req, srv, tenant, CATALOG_SCOPE_MANAGE))
-        return;
-    if (!name_param(req, "tenant", "tenant"))
+    tenant = scoped_tenant(req, srv, CATALOG_SCOPE_MANAGE);
+    if (!tenant)
         return;
     body = api__body_object(req);
     if (!body)
@@ -603,12 +614,8 @@ static void handle_table_delete(struct httpd_req *req, void *arg)
     struct catalog_op op;
     const char *tenant, *table;
 
-    if (!api__engine(req, srv))
-        return;
-    tenant = httpd_req_param(req, "tenant");
-    if (!api_auth_tenant(req, srv, tenant, CATALOG_SCOPE_MANAGE))
-        return;
-    if (!name_param(req, "tenant", "tenant"))
+    tenant = scoped_tenant(req, srv, CATALOG_SCOPE_MANAGE);
+    if (!tenant)
         return;
     table = name_param(req, "table", "table");
     if (!table)
@@ -690,12 +697,8 @@ static void handle_schema_put(struct httpd_req *req, void *arg)
     struct err err;
     json_t *body;
 
-    if (!api__engine(req, srv))
-        return;
-    tenant = httpd_req_param(req, "tenant");
-    if (!api_auth_tenant(req, srv, tenant, CATALOG_SCOPE_MANAGE))
-        return;
-    if (!name_param(req, "tenant", "tenant"))
+    tenant = scoped_tenant(req, srv, CATALOG_SCOPE_MANAGE);
+    if (!tenant)
         return;
     table = name_param(req, "table", "table");
     if (!table)
