@@ -699,9 +699,8 @@ static void put_one(engine *e, uint64_t version, uint32_t table, uint32_t schema
     memtable_put(e->active, version, &w);
 }
 
-/* Puts a row, encoding its key (kbuf grows when a key is long). */
-static void put_row(engine *e, uint64_t version, uint32_t table, const struct schema *s,
-                    const void *row, struct strbuf *kbuf)
+/* Encodes row's primary key into kbuf (growing it for a long key). */
+static void row_key(const struct schema *s, const void *row, struct strbuf *kbuf)
 {
     size_t klen = schema_row_key(s, row, (uint8_t *)kbuf->buf, kbuf->alloc);
 
@@ -709,8 +708,19 @@ static void put_row(engine *e, uint64_t version, uint32_t table, const struct sc
         strbuf_grow(kbuf, klen);
         klen = schema_row_key(s, row, (uint8_t *)kbuf->buf, kbuf->alloc);
     }
-    put_one(e, version, table, s->version, (const uint8_t *)kbuf->buf, klen,
-            key_hash(kbuf->buf, klen), row, schema_row_len(row));
+    kbuf->len = klen;
+}
+
+/*
+ * Puts a row, encoding its key into kbuf. hash is the key's key_hash()
+ * when the caller has it (the decoder computes one per row), else 0.
+ */
+static void put_row(engine *e, uint64_t version, uint32_t table, const struct schema *s,
+                    const void *row, uint64_t hash, struct strbuf *kbuf)
+{
+    row_key(s, row, kbuf);
+    put_one(e, version, table, s->version, (const uint8_t *)kbuf->buf, kbuf->len,
+            hash ? hash : key_hash(kbuf->buf, kbuf->len), row, schema_row_len(row));
 }
 
 /* The header of a data batch (see the top of this file). */
@@ -1136,7 +1146,7 @@ void engine_ingest(engine *e, const char *tenant, const char *table, const char 
     }
     strbuf_grow(&kbuf, KEY_BUF);
     for (size_t i = 0; i < dec->nrows; i++)
-        put_row(e, p->version, table_id, s, decode_result_row(dec, i), &kbuf);
+        put_row(e, p->version, table_id, s, decode_result_row(dec, i), dec->row[i].key_hash, &kbuf);
     maybe_rotate_memtable(e);
     if (e->m_records) {
         const char *tn = catalog_table_tenant(tb);
@@ -1272,7 +1282,6 @@ static enum st_status txn_record(engine *e, const struct schema *s, size_t index
 {
     struct decode_opts dopts;
     const void *row;
-    size_t klen;
     enum st_status rc;
 
     decode_opts_init(&dopts);
@@ -1295,12 +1304,7 @@ static enum st_status txn_record(engine *e, const struct schema *s, size_t index
         return rc;
     row = decode_result_row(&e->dec, 0);
     strbuf_add(&ts->body, row, schema_row_len(row));
-    klen = schema_row_key(s, row, (uint8_t *)kbuf->buf, kbuf->alloc);
-    if (klen > kbuf->alloc) {
-        strbuf_grow(kbuf, klen);
-        klen = schema_row_key(s, row, (uint8_t *)kbuf->buf, kbuf->alloc);
-    }
-    kbuf->len = klen;
+    row_key(s, row, kbuf);
     return ST_OK;
 }
 
@@ -1600,7 +1604,7 @@ static enum st_status replay_mixed(struct replay_ctx *c, const struct wal_record
             continue;
         }
         if (op == ENGINE_TXN_UPSERT)
-            put_row(e, rec->version, (uint32_t)tid, s, bytes, &c->kbuf);
+            put_row(e, rec->version, (uint32_t)tid, s, bytes, 0, &c->kbuf);
         else
             put_one(e, rec->version, (uint32_t)tid, sv, bytes, len, key_hash(bytes, len), NULL, 0);
     }
@@ -1686,7 +1690,7 @@ static enum st_status replay_data(struct replay_ctx *c, const struct wal_record 
                 break;
             }
             take(&r, rl);
-            put_row(e, rec->version, (uint32_t)table_id, s, row, &c->kbuf);
+            put_row(e, rec->version, (uint32_t)table_id, s, row, 0, &c->kbuf);
         } else {
             uint32_t kl = (uint32_t)get_le(&r, 4);
             const uint8_t *k = take(&r, kl);
