@@ -771,6 +771,38 @@ static void answer_now(engine_done_fn done, void *arg, enum st_status st, const 
     done(arg, &r);
 }
 
+/* The count limits of the catalog (ST_EQUOTA), checked on the newest catalog. */
+static enum st_status check_catalog_limits(engine *e, const struct catalog_snap *snap,
+                                           const struct catalog_op *op, struct err *err)
+{
+    const struct catalog_tenant *t =
+        op->tenant ? catalog_find_tenant(snap, op->tenant, strlen(op->tenant)) : NULL;
+    uint32_t max;
+
+    switch (op->type) {
+    case CATALOG_OP_CREATE_TENANT:
+        max = e->opts.max_tenants;
+        if (max && catalog_ntenants(snap) >= max)
+            return err_set(err, ST_EQUOTA, "the server holds its limit of %u tenants", max);
+        break;
+    case CATALOG_OP_CREATE_TABLE:
+        max = e->opts.max_tables_per_tenant;
+        if (max && t && catalog_tenant_ntables(t) >= max)
+            return err_set(err, ST_EQUOTA, "tenant '%s' holds its limit of %u tables", op->tenant,
+                           max);
+        break;
+    case CATALOG_OP_CREATE_KEY:
+        max = e->opts.max_keys_per_tenant;
+        if (max && t && catalog_tenant_nkeys(t) >= max)
+            return err_set(err, ST_EQUOTA, "tenant '%s' holds its limit of %u keys", op->tenant,
+                           max);
+        break;
+    default:
+        break;
+    }
+    return ST_OK;
+}
+
 static void start_next_catalog_change(engine *e)
 {
     while (!e->cc_busy && e->cc_head) {
@@ -790,6 +822,8 @@ static void start_next_catalog_change(engine *e)
         if (!rc) {
             snap = catalog_acquire(e->cat);
             rc = catalog_check_op(snap, &c->op, &err);
+            if (!rc)
+                rc = check_catalog_limits(e, snap, &c->op, &err);
             catalog_release(snap);
         }
         if (!rc) {

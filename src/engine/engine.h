@@ -63,10 +63,13 @@ struct engine_opts {
     uint64_t idempotency_window_ms; /* how long Idempotency-Key answers live */
     uint64_t idempotency_max_keys;  /* most keys remembered; 0: 1000000 */
     bool truncate_corrupt_wal;      /* cut the WAL at mid-log damage */
-    uint64_t max_body_bytes;        /* largest write; sizes the WAL record limit */
-    struct metrics *metrics;        /* registry; may be NULL */
-    engine_post_fn post;            /* completions to the loop thread */
-    void *post_ctx;                 /* its context */
+    uint32_t max_tenants;           /* creates past these get ST_EQUOTA; */
+    uint32_t max_tables_per_tenant; /* 0 means no limit */
+    uint32_t max_keys_per_tenant;
+    uint64_t max_body_bytes; /* largest write; sizes the WAL record limit */
+    struct metrics *metrics; /* registry; may be NULL */
+    engine_post_fn post;     /* completions to the loop thread */
+    void *post_ctx;          /* its context */
 };
 
 /*

@@ -31,6 +31,7 @@ static const struct {
     {ST_EINVAL, 400, "bad_request"},
     {ST_EPERM, 403, "forbidden"},
     {ST_ETOOLARGE, 413, "payload_too_large"},
+    {ST_EQUOTA, 507, "quota_exceeded"},
     {ST_EAGAIN, 503, "not_ready"},
     {ST_EIO, 503, "read_only"},
     {ST_ESHUTDOWN, 503, "not_ready"},

@@ -34,6 +34,8 @@ const char *status_str(enum st_status st)
         return "shutting down";
     case ST_EPERM:
         return "permission denied";
+    case ST_EQUOTA:
+        return "quota exceeded";
     case ST_ETOOLARGE:
         return "too large";
     }

@@ -27,6 +27,7 @@ enum st_status {
     ST_ESHUTDOWN, /* the server is stopping */
     ST_EPERM,     /* not allowed (auth, scope) */
     ST_ETOOLARGE, /* over a size limit */
+    ST_EQUOTA,    /* over a quota or a count limit of the tenant */
 };
 
 /* The name of a status, e.g. "ST_ENOTFOUND" -> "not found". Never NULL. */

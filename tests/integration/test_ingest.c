@@ -371,6 +371,34 @@ START_TEST(test_validation_details)
 }
 END_TEST
 
+/* Past limits.max_tables_per_tenant / max_keys_per_tenant: 507 quota_exceeded. */
+START_TEST(test_catalog_count_limits)
+{
+    static const char *const env[] = {"STRATA_LIMITS_MAX_TABLES_PER_TENANT=1",
+                                      "STRATA_LIMITS_MAX_KEYS_PER_TENANT=1", NULL};
+    struct srv_opts o = {.env = env};
+    struct srv s;
+    struct hresp r;
+    char *k = setup(&s, &o);
+    long long before = api_version(&s, "acme", k);
+
+    api_req(s.query_port, "POST", "/v1/tenants/acme/tables", k,
+            "Content-Type: application/json\r\n",
+            "{\"name\": \"second\", \"fields\": [{\"name\": \"id\", \"type\": \"int64\"}], "
+            "\"primary_key\": [\"id\"]}",
+            &r);
+    ck_assert_error(&r, 507, "quota_exceeded");
+    hresp_free(&r);
+    api_req(s.query_port, "POST", "/v1/tenants/acme/keys", s.token, NULL,
+            "{\"scopes\": [\"read\"]}", &r);
+    ck_assert_error(&r, 507, "quota_exceeded");
+    hresp_free(&r);
+    ck_assert_int_eq(api_version(&s, "acme", k), before);
+    free(k);
+    srv_stop(&s, 5000);
+}
+END_TEST
+
 /* A tenant over max_records_per_sec gets 429 rate_limited with Retry-After. */
 START_TEST(test_rate_quota)
 {
@@ -851,6 +879,7 @@ int main(void)
     tcase_add_test(tc, test_validation_details);
     tcase_add_test(tc, test_partial_mode);
     tcase_add_test(tc, test_rate_quota);
+    tcase_add_test(tc, test_catalog_count_limits);
     tcase_add_test(tc, test_later_key_wins_and_arrays);
     tcase_add_test(tc, test_gzip);
     tcase_add_test(tc, test_idempotency_key);

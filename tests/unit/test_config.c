@@ -46,6 +46,9 @@ static const struct {
     {"limits.max_inflight_body_bytes", "3GB", "3GB"},
     {"limits.max_header_bytes", "2KB", "2KB"},
     {"limits.max_query_rows", "5", "5"},
+    {"limits.max_tenants", "7", "7"},
+    {"limits.max_tables_per_tenant", "8", "8"},
+    {"limits.max_keys_per_tenant", "9", "9"},
     {"mvcc.history_retention", "0", "0ms"},
     {"ingest.idempotency_window", "90s", "90s"},
     {"ingest.idempotency_max_keys", "12", "12"},
@@ -767,6 +770,9 @@ START_TEST(test_dump_defaults)
                                "limits.max_inflight_body_bytes: 1GiB\n"
                                "limits.max_header_bytes: 16KB\n"
                                "limits.max_query_rows: 100000\n"
+                               "limits.max_tenants: 10000\n"
+                               "limits.max_tables_per_tenant: 1000\n"
+                               "limits.max_keys_per_tenant: 100\n"
                                "mvcc.history_retention: 1h\n"
                                "ingest.idempotency_window: 1d\n"
                                "ingest.idempotency_max_keys: 1000000\n"

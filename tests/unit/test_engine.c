@@ -122,8 +122,9 @@ static void on_ingest(void *arg, const struct engine_ingest_result *r)
 /* ---- fixtures ---- */
 
 static char dir[256];
-static struct fs *tfs;    /* the fault fs, or NULL for the real one */
-static uint64_t idem_max; /* ingest.idempotency_max_keys, 0 for the default */
+static struct fs *tfs;      /* the fault fs, or NULL for the real one */
+static uint64_t idem_max;   /* ingest.idempotency_max_keys, 0 for the default */
+static uint32_t max_tables; /* limits.max_tables_per_tenant, 0 for none */
 
 static engine *open_engine(void)
 {
@@ -139,6 +140,9 @@ static engine *open_engine(void)
     o.memtable_size = 8u << 20;
     o.idempotency_window_ms = 60000;
     o.idempotency_max_keys = idem_max;
+    o.max_tenants = 2;
+    o.max_keys_per_tenant = 1;
+    o.max_tables_per_tenant = max_tables;
     o.max_body_bytes = 1u << 20;
     o.post = test_post;
     err_clear(&err);
@@ -474,6 +478,47 @@ START_TEST(test_rate_quota)
 }
 END_TEST
 
+/* Count limits: creates past them get ST_EQUOTA and change nothing. */
+START_TEST(test_catalog_count_limits)
+{
+    engine *e;
+    struct catalog_op op;
+    struct catalog_table_def *def;
+    uint8_t hash[CATALOG_HASH_BYTES] = {0};
+    struct err err;
+    uint64_t before;
+
+    max_tables = 1;
+    e = open_engine();
+    make_flights(e); /* tenant 1 of 2, table 1 of 1 */
+    err_clear(&err);
+    ck_assert_int_eq(catalog_table_def_parse_text(flights_def, strlen(flights_def), &def, &err),
+                     ST_OK);
+    st_strlcpy(def->name, "second", sizeof(def->name));
+    catalog_op_init(&op);
+    catalog_op_create_table(&op, "acme", def);
+    before = engine_version(e);
+    ck_assert_int_eq(change(e, &op, NULL), ST_EQUOTA);
+    ck_assert_uint_eq(engine_version(e), before);
+
+    catalog_op_init(&op);
+    catalog_op_create_key(&op, "acme", "0000000000000001", hash, CATALOG_SCOPE_READ);
+    ck_assert_int_eq(change(e, &op, NULL), ST_OK);
+    catalog_op_init(&op);
+    catalog_op_create_key(&op, "acme", "0000000000000002", hash, CATALOG_SCOPE_READ);
+    ck_assert_int_eq(change(e, &op, NULL), ST_EQUOTA);
+
+    catalog_op_init(&op);
+    catalog_op_create_tenant(&op, "two");
+    ck_assert_int_eq(change(e, &op, NULL), ST_OK);
+    catalog_op_init(&op);
+    catalog_op_create_tenant(&op, "three");
+    ck_assert_int_eq(change(e, &op, NULL), ST_EQUOTA);
+    close_engine(e);
+    max_tables = 0;
+}
+END_TEST
+
 START_TEST(test_composite_and_string_keys)
 {
     engine *e = open_engine();
@@ -742,6 +787,7 @@ int main(void)
     tcase_add_test(real, test_idempotency_survives_restart);
     tcase_add_test(real, test_idempotency_keys_are_bounded);
     tcase_add_test(real, test_rate_quota);
+    tcase_add_test(real, test_catalog_count_limits);
     tcase_add_test(real, test_composite_and_string_keys);
     tcase_add_test(real, test_txn_commits_atomically_with_conditions);
     suite_add_tcase(s, real);
