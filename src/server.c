@@ -266,6 +266,7 @@ static enum st_status open_engine(struct server *srv, engine **out, struct err *
     eo.max_tenants = srv->cfg.limits.max_tenants;
     eo.max_tables_per_tenant = srv->cfg.limits.max_tables_per_tenant;
     eo.max_keys_per_tenant = srv->cfg.limits.max_keys_per_tenant;
+    eo.max_schema_versions = srv->cfg.limits.max_schema_versions;
     eo.max_body_bytes = srv->cfg.limits.max_body_bytes;
     eo.metrics = srv->metrics;
     eo.post = post_to_loop;

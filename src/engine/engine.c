@@ -797,6 +797,16 @@ static enum st_status check_catalog_limits(engine *e, const struct catalog_snap 
             return err_set(err, ST_EQUOTA, "tenant '%s' holds its limit of %u keys", op->tenant,
                            max);
         break;
+    case CATALOG_OP_ADD_SCHEMA_VERSION: {
+        const struct catalog_table *tb =
+            t && op->table ? catalog_tenant_find_table(t, op->table, strlen(op->table)) : NULL;
+
+        max = e->opts.max_schema_versions;
+        if (max && tb && catalog_table_schema(tb)->version >= max)
+            return err_set(err, ST_EQUOTA, "table '%s' holds its limit of %u schema versions",
+                           op->table, max);
+        break;
+    }
     default:
         break;
     }

@@ -66,6 +66,7 @@ struct engine_opts {
     uint32_t max_tenants;           /* creates past these get ST_EQUOTA; */
     uint32_t max_tables_per_tenant; /* 0 means no limit */
     uint32_t max_keys_per_tenant;
+    uint32_t max_schema_versions;   /* per table */
     uint64_t max_body_bytes; /* largest write; sizes the WAL record limit */
     struct metrics *metrics; /* registry; may be NULL */
     engine_post_fn post;     /* completions to the loop thread */

@@ -313,6 +313,8 @@ static const struct option options[] = {
     OPT("limits.max_tenants", UINT, limits.max_tenants, "10000", FIXED, RANGE(1, 10000000)),
     OPT("limits.max_tables_per_tenant", UINT, limits.max_tables_per_tenant, "1000", FIXED,
         RANGE(1, 1000000)),
+    OPT("limits.max_schema_versions", UINT, limits.max_schema_versions, "1000", FIXED,
+        RANGE(1, 1000000)),
     OPT("limits.max_keys_per_tenant", UINT, limits.max_keys_per_tenant, "100", FIXED,
         RANGE(1, 1000000)),
     OPT("mvcc.history_retention", DURATION, mvcc.history_retention_ms, "1h", FIXED,

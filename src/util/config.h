@@ -59,10 +59,11 @@ struct config {
         uint64_t max_inflight_body_bytes; /* 1GiB over all connections */
         uint64_t max_body_bytes;          /* 64MB */
         uint64_t max_header_bytes;        /* 16KB */
-        uint64_t max_query_rows;
-        uint32_t max_tenants;                   /* 10000 */
-        uint32_t max_tables_per_tenant;         /* 1000 */
-        uint32_t max_keys_per_tenant; /* 100 */ /* 100000 */
+        uint64_t max_query_rows;          /* 100000 */
+        uint32_t max_tenants;             /* 10000 */
+        uint32_t max_tables_per_tenant;   /* 1000 */
+        uint32_t max_keys_per_tenant;     /* 100 */
+        uint32_t max_schema_versions;     /* 1000 per table */
     } limits;
     struct {
         uint64_t history_retention_ms; /* 1h */

@@ -49,6 +49,7 @@ static const struct {
     {"limits.max_tenants", "7", "7"},
     {"limits.max_tables_per_tenant", "8", "8"},
     {"limits.max_keys_per_tenant", "9", "9"},
+    {"limits.max_schema_versions", "10", "10"},
     {"mvcc.history_retention", "0", "0ms"},
     {"ingest.idempotency_window", "90s", "90s"},
     {"ingest.idempotency_max_keys", "12", "12"},
@@ -772,6 +773,7 @@ START_TEST(test_dump_defaults)
                                "limits.max_query_rows: 100000\n"
                                "limits.max_tenants: 10000\n"
                                "limits.max_tables_per_tenant: 1000\n"
+                               "limits.max_schema_versions: 1000\n"
                                "limits.max_keys_per_tenant: 100\n"
                                "mvcc.history_retention: 1h\n"
                                "ingest.idempotency_window: 1d\n"

@@ -14,6 +14,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "engine/engine.h"
 #include "engine/fs.h"
 #include "util/timeutil.h"
@@ -142,6 +144,7 @@ static engine *open_engine(void)
     o.idempotency_max_keys = idem_max;
     o.max_tenants = 2;
     o.max_keys_per_tenant = 1;
+    o.max_schema_versions = 2;
     o.max_tables_per_tenant = max_tables;
     o.max_body_bytes = 1u << 20;
     o.post = test_post;
@@ -507,6 +510,33 @@ START_TEST(test_catalog_count_limits)
     catalog_op_init(&op);
     catalog_op_create_key(&op, "acme", "0000000000000002", hash, CATALOG_SCOPE_READ);
     ck_assert_int_eq(change(e, &op, NULL), ST_EQUOTA);
+
+    /* Version 2 of flights is allowed, version 3 is not. */
+    {
+        static const char fields[] =
+            "[{\"name\": \"id\", \"type\": \"int64\"},"
+            "{\"name\": \"ts\", \"type\": \"timestamp\"},"
+            "{\"name\": \"origin\", \"type\": \"string\"},"
+            "{\"name\": \"delay\", \"type\": \"int64\", \"nullable\": true},"
+            "{\"name\": \"distance\", \"type\": \"float64\", \"default\": 0},"
+            "{\"name\": \"extra%d\", \"type\": \"bool\", \"nullable\": true}]";
+
+        for (int v = 2; v <= 3; v++) {
+            char text[sizeof(fields) + 8];
+            json_t *j;
+            struct field *f;
+            uint32_t nf;
+
+            snprintf(text, sizeof(text), fields, v);
+            j = json_loads(text, 0, NULL);
+            ck_assert_ptr_nonnull(j);
+            ck_assert_int_eq(catalog_fields_parse(j, &f, &nf, &err), ST_OK);
+            json_decref(j);
+            catalog_op_init(&op);
+            catalog_op_add_schema_version(&op, "acme", "flights", f, nf);
+            ck_assert_int_eq(change(e, &op, NULL), v == 2 ? ST_OK : ST_EQUOTA);
+        }
+    }
 
     catalog_op_init(&op);
     catalog_op_create_tenant(&op, "two");
