@@ -268,6 +268,14 @@ static enum st_status open_engine(struct server *srv, engine **out, struct err *
     eo.max_keys_per_tenant = srv->cfg.limits.max_keys_per_tenant;
     eo.max_schema_versions = srv->cfg.limits.max_schema_versions;
     eo.max_body_bytes = srv->cfg.limits.max_body_bytes;
+    eo.history_retention_ms = srv->cfg.mvcc.history_retention_ms;
+    eo.job_threads = srv->cfg.jobs.threads;
+    eo.flush_interval_ms = (uint32_t)srv->cfg.jobs.flush_interval_ms;
+    eo.compact_interval_ms = (uint32_t)srv->cfg.jobs.compaction_interval_ms;
+    eo.checkpoint_interval_ms = (uint32_t)srv->cfg.jobs.checkpoint_interval_ms;
+    eo.compact_fanout = srv->cfg.compaction.fanout;
+    eo.compact_base_bytes = srv->cfg.compaction.base_size;
+    eo.compact_max_segments = srv->cfg.compaction.max_segments;
     eo.metrics = srv->metrics;
     eo.post = post_to_loop;
     eo.post_ctx = srv;

@@ -2315,113 +2315,21 @@ err_free:
 /* ------------------------------------------------------------------ */
 /* Checkpoint: files. */
 
-/* The directory part of path into dir ("." when there is none). */
-static void dir_of(const char *path, char *dir, size_t n)
-{
-    const char *slash = strrchr(path, '/');
-
-    if (!slash) {
-        st_strlcpy(dir, ".", n);
-    } else if (slash == path) {
-        st_strlcpy(dir, "/", n);
-    } else {
-        size_t len = ST_MIN((size_t)(slash - path), n - 1);
-
-        memcpy(dir, path, len);
-        dir[len] = '\0';
-    }
-}
-
 enum st_status catalog_save(const struct catalog_snap *snap, struct fs *fs, const char *path,
                             struct err *err)
 {
     json_t *o = catalog_snap_to_json(snap);
     char *text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
-    struct strbuf tmp = STRBUF_INIT;
-    char *dir = xmalloc(strlen(path) + 2);
-    enum st_status rc = ST_OK;
+    enum st_status rc;
     size_t len;
-    int fd, e;
 
     json_decref(o);
     st_assert(text);
     len = strlen(text);
     text[len] = '\n'; /* the NUL is no longer needed: write len + 1 bytes */
-    if (!fs)
-        fs = fs_posix();
-    strbuf_addf(&tmp, "%s.tmp", path);
-    dir_of(path, dir, strlen(path) + 2);
-
-    fd = fs->open(fs, tmp.buf, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) {
-        rc = err_set_errno(err, ST_EIO, errno, "cannot create '%s'", tmp.buf);
-        goto out_free;
-    }
-    if (fs_pwrite_full(fs, fd, text, len + 1, 0) < 0 || fs->fsync(fs, fd) < 0) {
-        e = errno;
-        fs->close(fs, fd);
-        fs->unlink(fs, tmp.buf);
-        rc = err_set_errno(err, ST_EIO, e, "cannot write '%s'", tmp.buf);
-        goto out_free;
-    }
-    if (fs->close(fs, fd) < 0) {
-        e = errno;
-        fs->unlink(fs, tmp.buf);
-        rc = err_set_errno(err, ST_EIO, e, "cannot close '%s'", tmp.buf);
-        goto out_free;
-    }
-    if (fs->rename(fs, tmp.buf, path) < 0) {
-        e = errno;
-        fs->unlink(fs, tmp.buf);
-        rc = err_set_errno(err, ST_EIO, e, "cannot rename '%s' to '%s'", tmp.buf, path);
-        goto out_free;
-    }
-    if (fs->fsync_dir(fs, dir) < 0)
-        rc = err_set_errno(err, ST_EIO, errno, "cannot sync directory '%s'", dir);
-
-out_free:
-    strbuf_release(&tmp);
-    free(dir);
+    rc = fs_write_atomic(fs ? fs : fs_posix(), path, text, len + 1, 0644, err);
     free(text);
     return rc;
-}
-
-/* Reads the whole file at path into *out (caller frees) and *len. */
-static enum st_status read_file(struct fs *fs, const char *path, char **out, size_t *len,
-                                struct err *err)
-{
-    uint64_t size;
-    char *buf;
-    int fd, e;
-
-    fd = fs->open(fs, path, O_RDONLY, 0);
-    if (fd < 0) {
-        e = errno;
-        if (e == ENOENT)
-            return err_set(err, ST_ENOTFOUND, "no catalog checkpoint at '%s'", path);
-        return err_set_errno(err, ST_EIO, e, "cannot open '%s'", path);
-    }
-    if (fs->fsize(fs, fd, &size) < 0) {
-        e = errno;
-        fs->close(fs, fd);
-        return err_set_errno(err, ST_EIO, e, "cannot stat '%s'", path);
-    }
-    if (size > SIZE_MAX - 1) {
-        fs->close(fs, fd);
-        return err_set(err, ST_ECORRUPT, "catalog checkpoint '%s' is too large", path);
-    }
-    buf = xmalloc((size_t)size + 1);
-    if (fs_pread_full(fs, fd, buf, (size_t)size, 0, NULL) < 0) {
-        e = errno;
-        fs->close(fs, fd);
-        free(buf);
-        return err_set_errno(err, ST_EIO, e, "cannot read '%s'", path);
-    }
-    fs->close(fs, fd);
-    buf[size] = '\0';
-    *out = buf;
-    *len = (size_t)size;
-    return ST_OK;
 }
 
 enum st_status catalog_load(struct fs *fs, const char *path, struct catalog **out, struct err *err)
@@ -2436,7 +2344,9 @@ enum st_status catalog_load(struct fs *fs, const char *path, struct catalog **ou
     *out = NULL;
     if (!fs)
         fs = fs_posix();
-    rc = read_file(fs, path, &text, &len, err);
+    rc = fs_read_all(fs, path, &text, &len, err);
+    if (rc == ST_ENOTFOUND)
+        return err_set(err, ST_ENOTFOUND, "no catalog checkpoint at '%s'", path);
     if (rc)
         return rc;
     o = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);

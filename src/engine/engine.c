@@ -53,7 +53,7 @@
  * by the WAL writer thread and the loop thread and never held while
  * calling anything else. Everything else is loop-thread only.
  */
-#include "engine/engine.h"
+#include "engine/engine_int.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -63,11 +63,13 @@
 #include <sys/stat.h>
 
 #include "engine/fs.h"
+#include "jobs/jobs.h"
 #include "engine/key.h"
 #include "engine/memtable.h"
 #include "engine/mvcc.h"
 #include "engine/timestamp.h"
 #include "engine/wal.h"
+#include "util/crc32c.h"
 #include "util/log.h"
 #include "util/metrics.h"
 #include "util/strbuf.h"
@@ -148,49 +150,6 @@ struct cat_change {
     struct catalog_op op;
     engine_done_fn done;
     void *arg;
-};
-
-struct engine {
-    struct engine_opts opts;   /* as opened; strings below are owned */
-    char *data_dir;            /* opts.data_dir */
-    char *wal_dir;             /* DATA_DIR/wal */
-    char *catalog_path;        /* DATA_DIR/catalog.json */
-    struct fs *fs;             /* file operations */
-    struct catalog *cat;       /* tenants, keys, tables */
-    struct wal *wal;           /* the log */
-    struct mvcc *mvcc;         /* versions and visibility */
-    struct memtable *active;   /* takes writes */
-    struct memtable **frozen;  /* newest last; read-only */
-    size_t nfrozen;            /* entries in frozen */
-    size_t max_frozen;         /* writes get ST_EAGAIN at this many */
-    struct pending *wait_head; /* commits not yet answered, version order */
-    struct pending *wait_tail;
-    pthread_mutex_t cq_lock; /* guards the three fields below */
-    struct pending *cq_head; /* completed by the WAL, not yet drained */
-    struct pending *cq_tail;
-    bool cq_posted;             /* a drain is scheduled */
-    struct cat_change *cc_head; /* catalog changes waiting for their turn */
-    struct cat_change *cc_tail;
-    bool cc_busy;                 /* a catalog change is in flight */
-    struct idem_entry **idem_tab; /* hash table */
-    size_t idem_cap;              /* buckets, a power of two */
-    size_t idem_count;            /* entries */
-    struct idem_entry *idem_fifo_head;
-    struct idem_entry *idem_fifo_tail;
-    uint64_t idem_evicted;     /* keys forgotten early for the limit */
-    struct decode_result dec;  /* reused decoder output */
-    struct rate_bucket *rates; /* open addressing by tenant id */
-    size_t rates_cap;          /* slots, a power of two */
-    size_t rates_used;         /* slots in use */
-    bool closing;              /* engine_close() has begun */
-    struct metric *m_records;  /* strata_ingest_records_total{tenant} */
-    struct metric *m_bytes;    /* strata_ingest_bytes_total{tenant} */
-    struct metric *m_rejected; /* strata_ingest_rejected_total{tenant} */
-    struct metric_series *m_commits;
-    struct metric_series *m_mem_bytes;
-    struct metric_series *m_frozen;
-    struct metric_series *m_version;
-    struct metric_series *m_readonly;
 };
 
 /* ------------------------------------------------------------------ */
@@ -457,6 +416,7 @@ static void answer_ingest(engine *e, struct pending *p, enum st_status st, const
         struct idem_waiter *w = x->waiters;
 
         x->waiters = NULL;
+        pthread_mutex_lock(&e->idem_lock);
         if (st != ST_OK) {
             /* Nothing was committed: a retry may try again. */
             idem_drop(e, x);
@@ -470,6 +430,7 @@ static void answer_ingest(engine *e, struct pending *p, enum st_status st, const
             x->details = copy_details(p->details, p->ndetails);
             x->ndetails = p->ndetails;
         }
+        pthread_mutex_unlock(&e->idem_lock);
         p->ingest_done(p->arg, &res);
         /* Retries that waited get the same answer; a failure is not a replay. */
         res.replayed = st == ST_OK;
@@ -536,6 +497,9 @@ static void finish(engine *e, struct pending *p)
                 r.err = err;
             }
         }
+        pthread_mutex_lock(&e->store_lock);
+        e->cc_version = 0;
+        pthread_mutex_unlock(&e->store_lock);
         p->done(p->arg, &r);
         e->cc_busy = false;
         start_next_catalog_change(e);
@@ -619,14 +583,20 @@ static struct pending *pending_new(engine *e, enum pending_kind kind)
 /* Writes that must wait: read-only after a failure, or memory full. */
 static enum st_status check_writable(engine *e, struct err *err)
 {
+    size_t nfrozen;
+
     if (mvcc_error(e->mvcc, err))
         return err->code = ST_EIO;
     if (e->closing)
         return err_set(err, ST_ESHUTDOWN, "the server is shutting down");
-    if (e->nfrozen >= e->max_frozen)
+    pthread_mutex_lock(&e->mt_lock);
+    nfrozen = e->nfrozen;
+    pthread_mutex_unlock(&e->mt_lock);
+    if (nfrozen >= e->max_frozen)
         return err_set(err, ST_EAGAIN,
-                       "memory for recent writes is full (%zu frozen memtables); retry later",
-                       e->nfrozen);
+                       "memory for recent writes is full (%zu memtables wait for flush); "
+                       "retry later",
+                       nfrozen);
     return ST_OK;
 }
 
@@ -666,20 +636,11 @@ static enum st_status submit(engine *e, struct pending *p, uint16_t type, struct
     return ST_OK;
 }
 
-/* Freezes the active memtable once it is full and starts a new one. */
+/* Hands the active memtable to the flush job once it is full. */
 static void maybe_rotate_memtable(engine *e)
 {
-    struct memtable_opts mo;
-
-    if (memtable_bytes(e->active) < e->opts.memtable_size)
-        return;
-    memtable_freeze(e->active);
-    e->frozen = realloc_array(e->frozen, e->nfrozen + 1, sizeof(*e->frozen));
-    e->frozen[e->nfrozen++] = e->active;
-    memset(&mo, 0, sizeof(mo));
-    mo.expect_keys = (size_t)ST_MIN(e->opts.memtable_size / 130, 1u << 22);
-    e->active = memtable_new(&mo);
-    log_info("engine memtable frozen frozen=%zu", e->nfrozen);
+    if (memtable_bytes(e->active) >= e->opts.memtable_size)
+        engine__rotate(e);
 }
 
 /* Puts one row or tombstone at version. */
@@ -697,6 +658,7 @@ static void put_one(engine *e, uint64_t version, uint32_t table, uint32_t schema
     w.row = row;
     w.row_len = row_len;
     memtable_put(e->active, version, &w);
+    e->put_version = version;
 }
 
 /* Encodes row's primary key into kbuf (growing it for a long key). */
@@ -842,10 +804,14 @@ static void start_next_catalog_change(engine *e)
             p->arg = c->arg;
             catalog_op_encode(&c->op, &p->payload);
             rc = submit(e, p, WAL_REC_CATALOG, &err);
-            if (rc)
+            if (rc) {
                 pending_free(p);
-            else
+            } else {
                 e->cc_busy = true;
+                pthread_mutex_lock(&e->store_lock);
+                e->cc_version = p->version;
+                pthread_mutex_unlock(&e->store_lock);
+            }
         }
         if (rc)
             answer_now(c->done, c->arg, rc, &err);
@@ -875,8 +841,8 @@ enum st_status engine_catalog_change(engine *e, struct catalog_op *op, engine_do
 /* ------------------------------------------------------------------ */
 /* Tables and keys */
 
-static const struct catalog_table *find_table(struct catalog_snap *snap, const char *tenant,
-                                              const char *table, struct err *err)
+const struct catalog_table *engine__find_table(struct catalog_snap *snap, const char *tenant,
+                                               const char *table, struct err *err)
 {
     const struct catalog_tenant *t = catalog_find_tenant(snap, tenant, strlen(tenant));
     const struct catalog_table *tb;
@@ -946,8 +912,8 @@ bad:
 }
 
 /* Encodes the primary key given as URL texts into kbuf. */
-static enum st_status encode_key_texts(const struct schema *s, const char *const *texts, size_t n,
-                                       struct strbuf *kbuf, struct err *err)
+enum st_status engine__encode_key(const struct schema *s, const char *const *texts, size_t n,
+                                  struct strbuf *kbuf, struct err *err)
 {
     struct value vals[SCHEMA_MAX_PK];
     size_t klen;
@@ -1075,7 +1041,7 @@ void engine_ingest(engine *e, const char *tenant, const char *table, const char 
     int64_t now = time_wall_ms();
 
     err_clear(&err);
-    tb = find_table(snap, tenant, table, &err);
+    tb = engine__find_table(snap, tenant, table, &err);
     if (!tb) {
         ingest_fail(done, arg, ST_ENOTFOUND, &err);
         goto out;
@@ -1091,7 +1057,9 @@ void engine_ingest(engine *e, const char *tenant, const char *table, const char 
             ingest_fail(done, arg, ST_EINVAL, &err);
             goto out;
         }
+        pthread_mutex_lock(&e->idem_lock);
         idem_expire(e, now);
+        pthread_mutex_unlock(&e->idem_lock);
         x = idem_find(e, tenant_id, opts->idempotency_key);
         if (x && x->done) {
             replay_idem(x, done, arg);
@@ -1184,8 +1152,10 @@ void engine_ingest(engine *e, const char *tenant, const char *table, const char 
         goto out;
     }
     if (opts->idempotency_key) {
+        pthread_mutex_lock(&e->idem_lock);
         idem = idem_insert(e, catalog_table_tenant_id(tb), opts->idempotency_key,
                            now + (int64_t)e->opts.idempotency_window_ms);
+        pthread_mutex_unlock(&e->idem_lock);
         p->idem = idem;
     }
     strbuf_grow(&kbuf, KEY_BUF);
@@ -1220,14 +1190,14 @@ void engine_delete(engine *e, const char *tenant, const char *table, const char 
     enum st_status rc;
 
     err_clear(&err);
-    tb = find_table(snap, tenant, table, &err);
+    tb = engine__find_table(snap, tenant, table, &err);
     if (!tb) {
         answer_now(done, arg, ST_ENOTFOUND, &err);
         goto out;
     }
     s = catalog_table_schema(tb);
     strbuf_grow(&kbuf, KEY_BUF);
-    rc = encode_key_texts(s, key, nkey, &kbuf, &err);
+    rc = engine__encode_key(s, key, nkey, &kbuf, &err);
     if (!rc)
         rc = check_writable(e, &err);
     if (rc) {
@@ -1256,28 +1226,6 @@ out:
 
 /* ------------------------------------------------------------------ */
 /* Transactions */
-
-/*
- * The newest entry for key at or below snap, newest memtable first;
- * *hit is the memtable it came from. False when there is none.
- */
-static bool lookup(engine *e, uint32_t table, const void *key, size_t len, uint64_t snap,
-                   struct memtable_rec *rec, struct memtable **hit)
-{
-    uint64_t hash = key_hash(key, len);
-
-    if (memtable_get(e->active, table, key, len, hash, snap, rec)) {
-        *hit = e->active;
-        return true;
-    }
-    for (size_t i = e->nfrozen; i > 0; i--) {
-        if (memtable_get(e->frozen[i - 1], table, key, len, hash, snap, rec)) {
-            *hit = e->frozen[i - 1];
-            return true;
-        }
-    }
-    return false;
-}
 
 struct txn_state {
     struct engine_txn_conflict *conflicts; /* found so far */
@@ -1316,7 +1264,7 @@ static enum st_status txn_key(const struct catalog_tenant *t, const struct engin
     if (!k->table || !(*tb = catalog_tenant_find_table(t, k->table, strlen(k->table))))
         return err_set(err, ST_ENOTFOUND, "no table '%s' in tenant '%s'", k->table ? k->table : "",
                        catalog_tenant_name(t));
-    return encode_key_texts(catalog_table_schema(*tb), k->key, k->nkey, kbuf, err);
+    return engine__encode_key(catalog_table_schema(*tb), k->key, k->nkey, kbuf, err);
 }
 
 /* Decodes one upserted record into ts->body; its key into kbuf. */
@@ -1388,8 +1336,7 @@ void engine_txn(engine *e, const char *tenant, const struct engine_txn *t, engin
     struct catalog_snap *snap = catalog_acquire(e->cat);
     const struct catalog_tenant *tn = catalog_find_tenant(snap, tenant, strlen(tenant));
     struct txn_state ts;
-    struct memtable_rec rec;
-    struct memtable *hit;
+    struct engine__found f;
     struct pending *p;
     struct err err;
     enum st_status rc = ST_OK;
@@ -1413,7 +1360,6 @@ void engine_txn(engine *e, const char *tenant, const struct engine_txn *t, engin
     for (size_t i = 0; i < t->nconds; i++) {
         const struct engine_txn_cond *c = &t->conds[i];
         const struct catalog_table *tb;
-        bool found;
         bool exists;
         uint64_t version;
 
@@ -1423,10 +1369,14 @@ void engine_txn(engine *e, const char *tenant, const struct engine_txn *t, engin
             goto fail;
         }
         /* A delete is a change too: version_le sees the tombstone's version. */
-        found = lookup(e, (uint32_t)catalog_table_id(tb), ts.kbuf.buf, ts.kbuf.len, UINT64_MAX,
-                       &rec, &hit);
-        exists = found && !rec.tombstone;
-        version = found ? rec.version : 0;
+        rc = engine__lookup(e, (uint32_t)catalog_table_id(tb), ts.kbuf.buf, ts.kbuf.len, UINT64_MAX,
+                            &f, &err);
+        if (rc && rc != ST_ENOTFOUND)
+            goto fail;
+        exists = rc == ST_OK && !f.tombstone;
+        version = rc == ST_OK ? f.version : 0;
+        if (rc == ST_OK)
+            engine__found_release(&f);
         if ((c->exists == 1 && !exists) || (c->exists == 0 && exists) ||
             (c->has_version_le && version > c->version_le))
             txn_conflict(&ts, true, i);
@@ -1462,7 +1412,7 @@ void engine_txn(engine *e, const char *tenant, const struct engine_txn *t, engin
             if (!rc && rejected)
                 continue; /* reported with the others below */
         } else if (op->op == ENGINE_TXN_DELETE) {
-            rc = encode_key_texts(s, op->k.key, op->k.nkey, &ts.kbuf, &err);
+            rc = engine__encode_key(s, op->k.key, op->k.nkey, &ts.kbuf, &err);
             if (!rc)
                 strbuf_add(&ts.body, ts.kbuf.buf, ts.kbuf.len);
         } else {
@@ -1481,10 +1431,16 @@ void engine_txn(engine *e, const char *tenant, const struct engine_txn *t, engin
         ts.key_off[i] = ts.keys.len;
         ts.key_len[i] = ts.kbuf.len;
         strbuf_add(&ts.keys, ts.kbuf.buf, ts.kbuf.len);
-        if (t->has_read_version &&
-            lookup(e, ts.tables[i], ts.kbuf.buf, ts.kbuf.len, UINT64_MAX, &rec, &hit) &&
-            rec.version > t->read_version)
-            txn_conflict(&ts, false, i);
+        if (t->has_read_version) {
+            rc = engine__lookup(e, ts.tables[i], ts.kbuf.buf, ts.kbuf.len, UINT64_MAX, &f, &err);
+            if (rc && rc != ST_ENOTFOUND)
+                goto fail;
+            if (rc == ST_OK) {
+                if (f.version > t->read_version)
+                    txn_conflict(&ts, false, i);
+                engine__found_release(&f);
+            }
+        }
     }
     if (ts.ndetails) {
         rc = err_set(&err, ST_EINVAL, "%u record%s failed validation", ts.ndetails,
@@ -1548,66 +1504,142 @@ enum st_status engine_health(engine *e, struct err *err)
     return mvcc_error(e->mvcc, err);
 }
 
-enum st_status engine_get(engine *e, const char *tenant, const char *table, const char *const *key,
-                          size_t nkey, uint64_t as_of, struct engine_record *out, struct err *err)
-{
-    struct catalog_snap *snap = catalog_acquire(e->cat);
-    struct strbuf kbuf = STRBUF_INIT;
-    const struct catalog_table *tb;
-    struct memtable_rec rec;
-    struct memtable *hit = NULL;
-    uint64_t version;
-    enum st_status rc;
+/* ------------------------------------------------------------------ */
+/* Idempotency checkpoint */
 
-    memset(out, 0, sizeof(*out));
-    tb = find_table(snap, tenant, table, err);
-    if (!tb) {
-        rc = ST_ENOTFOUND;
-        goto out;
+/*
+ * The file DATA_DIR/idempotency keeps the remembered Idempotency-Keys of
+ * commits whose WAL records the checkpoint may delete (do not change:
+ * on-disk format, version 1; integers little-endian):
+ *   u32 magic "SIDM", u32 format 1, u64 covered version, u64 count,
+ *   count x { u64 tenant_id, i64 expires_ms, u64 version, u64 accepted,
+ *             u64 rejected, u16 key_len, key, u32 ndetails,
+ *             ndetails x { u64 index, u8 field_len, field, u16 reason_len, reason } },
+ *   u32 crc32c of everything before it.
+ */
+#define IDEM_MAGIC  0x4d444953u /* "SIDM" */
+#define IDEM_FORMAT 1u
+
+uint64_t engine__idem_dump(engine *e, uint64_t covered, struct strbuf *out)
+{
+    uint64_t count = 0;
+    size_t count_at;
+    uint32_t crc;
+
+    pthread_mutex_lock(&e->idem_lock);
+
+    strbuf_reset(out);
+    put_u32(out, IDEM_MAGIC);
+    put_u32(out, IDEM_FORMAT);
+    put_u64(out, covered);
+    count_at = out->len;
+    put_u64(out, 0);
+    for (struct idem_entry *x = e->idem_fifo_head; x; x = x->fnext) {
+        size_t kl;
+
+        if (!x->done || x->st != ST_OK || x->version > covered)
+            continue;
+        kl = strlen(x->key);
+        put_u64(out, x->tenant_id);
+        put_u64(out, (uint64_t)x->expires_ms);
+        put_u64(out, x->version);
+        put_u64(out, x->accepted);
+        put_u64(out, x->rejected);
+        put_u16(out, (uint16_t)kl);
+        strbuf_add(out, x->key, kl);
+        put_u32(out, x->ndetails);
+        for (uint32_t i = 0; i < x->ndetails; i++) {
+            const struct decode_detail *d = &x->details[i];
+            size_t fl = strlen(d->field), rl = strlen(d->reason);
+
+            put_u64(out, d->index);
+            put_u8(out, (uint8_t)fl);
+            strbuf_add(out, d->field, fl);
+            put_u16(out, (uint16_t)rl);
+            strbuf_add(out, d->reason, rl);
+        }
+        count++;
     }
-    strbuf_grow(&kbuf, KEY_BUF);
-    rc = encode_key_texts(catalog_table_schema(tb), key, nkey, &kbuf, err);
-    if (rc)
-        goto out;
-    version = mvcc_visible(e->mvcc);
-    if (as_of) {
-        rc = mvcc_check_read(e->mvcc, as_of, err);
-        if (rc)
-            goto out;
-        version = as_of;
-    }
-    if (!lookup(e, (uint32_t)catalog_table_id(tb), kbuf.buf, kbuf.len, version, &rec, &hit))
-        hit = NULL;
-    if (!hit || rec.tombstone) {
-        rc = err_set(err, ST_ENOTFOUND, "no record with that key in table '%s'", table);
-        goto out;
-    }
-    out->version = version;
-    out->record_version = rec.version;
-    out->schema = catalog_table_schema_version(tb, rec.schema_version);
-    out->current = catalog_table_schema(tb);
-    out->row = rec.row;
-    if (!out->schema)
-        ST_BUG("row of table %s at schema version %u, which the catalog lacks", table,
-               rec.schema_version);
-    memtable_ref(hit);
-    out->priv = hit;
-    out->snap = snap;
-    snap = NULL;
-out:
-    strbuf_release(&kbuf);
-    if (snap)
-        catalog_release(snap);
-    return rc;
+    pthread_mutex_unlock(&e->idem_lock);
+    for (int b = 0; b < 8; b++)
+        out->buf[count_at + (size_t)b] = (char)(count >> (8 * b));
+    crc = crc32c(out->buf, out->len);
+    put_u32(out, crc);
+    return covered;
 }
 
-void engine_record_release(struct engine_record *rec)
+enum st_status engine__idem_load(engine *e, const void *bytes, size_t len, struct err *err)
 {
-    if (rec->priv)
-        memtable_unref(rec->priv);
-    if (rec->snap)
-        catalog_release(rec->snap);
-    memset(rec, 0, sizeof(*rec));
+    struct reader r = {bytes, len, false};
+    int64_t now = time_wall_ms();
+    uint64_t count;
+    const uint8_t *tail;
+
+    if (len < 28)
+        return err_set(err, ST_ECORRUPT, "idempotency checkpoint: too short");
+    tail = (const uint8_t *)bytes + len - 4;
+    if (crc32c(bytes, len - 4) != ((uint32_t)tail[0] | (uint32_t)tail[1] << 8 |
+                                   (uint32_t)tail[2] << 16 | (uint32_t)tail[3] << 24))
+        return err_set(err, ST_ECORRUPT, "idempotency checkpoint: bad length or checksum");
+    r.left = len - 4;
+    if (get_le(&r, 4) != IDEM_MAGIC || get_le(&r, 4) != IDEM_FORMAT)
+        return err_set(err, ST_ECORRUPT, "idempotency checkpoint: bad magic or format");
+    e->idem_version = get_le(&r, 8);
+    count = get_le(&r, 8);
+    for (uint64_t i = 0; i < count && !r.bad; i++) {
+        uint64_t tenant = get_le(&r, 8);
+        int64_t expires = (int64_t)get_le(&r, 8);
+        uint64_t version = get_le(&r, 8);
+        uint64_t accepted = get_le(&r, 8);
+        uint64_t rejected = get_le(&r, 8);
+        uint16_t kl = (uint16_t)get_le(&r, 2);
+        const char *k = take(&r, kl);
+        uint32_t nd = (uint32_t)get_le(&r, 4);
+        struct decode_detail *d = NULL;
+        char key[IDEM_KEY_MAX + 1];
+        struct idem_entry *x;
+
+        if (r.bad || !kl || kl > IDEM_KEY_MAX || nd > 100000) {
+            r.bad = true;
+            break;
+        }
+        if (nd)
+            d = calloc_array(nd, sizeof(*d));
+        for (uint32_t j = 0; j < nd && !r.bad; j++) {
+            uint8_t fl;
+            uint16_t rl;
+            const char *f, *rs;
+
+            d[j].index = get_le(&r, 8);
+            fl = (uint8_t)get_le(&r, 1);
+            f = take(&r, fl);
+            rl = (uint16_t)get_le(&r, 2);
+            rs = take(&r, rl);
+            if (r.bad || fl >= sizeof(d[j].field) || rl >= sizeof(d[j].reason))
+                r.bad = true;
+            else {
+                memcpy(d[j].field, f, fl);
+                memcpy(d[j].reason, rs, rl);
+            }
+        }
+        memcpy(key, k ? k : "", k ? kl : 0);
+        key[k ? kl : 0] = '\0';
+        if (r.bad || expires <= now || idem_find(e, tenant, key)) {
+            free(d);
+            continue;
+        }
+        x = idem_insert(e, tenant, key, expires);
+        x->done = true;
+        x->st = ST_OK;
+        x->version = version;
+        x->accepted = accepted;
+        x->rejected = rejected;
+        x->details = d;
+        x->ndetails = nd;
+    }
+    if (r.bad || r.left)
+        return err_set(err, ST_ECORRUPT, "idempotency checkpoint: malformed entry");
+    return ST_OK;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1619,6 +1651,7 @@ struct replay_ctx {
     uint64_t records;     /* records applied */
     uint64_t skipped;     /* data of tables that no longer exist */
     int64_t now_ms;       /* for idempotency expiry */
+    uint64_t flushed;     /* commits <= this are in segments: not put again */
     struct strbuf kbuf;   /* key scratch */
 };
 
@@ -1647,6 +1680,8 @@ static enum st_status replay_mixed(struct replay_ctx *c, const struct wal_record
             c->skipped++;
             continue;
         }
+        if (rec->version <= c->flushed)
+            continue;
         if (op == ENGINE_TXN_UPSERT)
             put_row(e, rec->version, (uint32_t)tid, s, bytes, 0, &c->kbuf);
         else
@@ -1734,7 +1769,8 @@ static enum st_status replay_data(struct replay_ctx *c, const struct wal_record 
                 break;
             }
             take(&r, rl);
-            put_row(e, rec->version, (uint32_t)table_id, s, row, 0, &c->kbuf);
+            if (rec->version > c->flushed)
+                put_row(e, rec->version, (uint32_t)table_id, s, row, 0, &c->kbuf);
         } else {
             uint32_t kl = (uint32_t)get_le(&r, 4);
             const uint8_t *k = take(&r, kl);
@@ -1743,8 +1779,9 @@ static enum st_status replay_data(struct replay_ctx *c, const struct wal_record 
                 r.bad = true;
                 break;
             }
-            put_one(e, rec->version, (uint32_t)table_id, s->version, k, kl, key_hash(k, kl), NULL,
-                    0);
+            if (rec->version > c->flushed)
+                put_one(e, rec->version, (uint32_t)table_id, s->version, k, kl, key_hash(k, kl),
+                        NULL, 0);
         }
     }
     catalog_release(snap);
@@ -1760,6 +1797,8 @@ static enum st_status replay_data(struct replay_ctx *c, const struct wal_record 
 
         memcpy(key, idem, ST_MIN((size_t)idem_len, sizeof(key) - 1));
         key[ST_MIN((size_t)idem_len, sizeof(key) - 1)] = '\0';
+        if (idem_find(e, catalog_table_tenant_id(tb), key))
+            goto out; /* loaded from the idempotency checkpoint */
         x = idem_insert(e, catalog_table_tenant_id(tb), key,
                         wall_ms + (int64_t)e->opts.idempotency_window_ms);
         x->done = true;
@@ -1846,6 +1885,8 @@ static char *path_join(const char *dir, const char *name)
 /* Frees what engine_open() built; the WAL must be closed (or never opened). */
 static void engine_free(engine *e)
 {
+    engine__store_stop(e);
+    engine__store_free(e);
     if (e->active)
         memtable_unref(e->active);
     for (size_t i = 0; i < e->nfrozen; i++)
@@ -1860,6 +1901,11 @@ static void engine_free(engine *e)
     decode_result_release(&e->dec);
     free(e->rates);
     pthread_mutex_destroy(&e->cq_lock);
+    pthread_mutex_destroy(&e->mt_lock);
+    pthread_mutex_destroy(&e->idem_lock);
+    pthread_mutex_destroy(&e->flush_lock);
+    pthread_mutex_destroy(&e->store_lock);
+    free(e->frozen_upto);
     free(e->data_dir);
     free(e->wal_dir);
     free(e->catalog_path);
@@ -1890,6 +1936,10 @@ enum st_status engine_open(const struct engine_opts *opts, engine **out, struct 
     if (!e->opts.idempotency_max_keys)
         e->opts.idempotency_max_keys = 1000000;
     pthread_mutex_init(&e->cq_lock, NULL);
+    pthread_mutex_init(&e->mt_lock, NULL);
+    pthread_mutex_init(&e->idem_lock, NULL);
+    pthread_mutex_init(&e->flush_lock, NULL);
+    pthread_mutex_init(&e->store_lock, NULL);
     decode_result_init(&e->dec);
     declare_metrics(e);
 
@@ -1905,6 +1955,10 @@ enum st_status engine_open(const struct engine_opts *opts, engine **out, struct 
     e->active = memtable_new(&mo);
     /* Replay puts rows into memtables, which need no mvcc until the end. */
     e->mvcc = mvcc_new(0, NULL);
+    /* Segments, the idempotency checkpoint: what the WAL need not replay. */
+    rc = engine__store_open(e, err);
+    if (rc)
+        goto err_free;
 
     memset(&wo, 0, sizeof(wo));
     wo.dir = e->wal_dir;
@@ -1925,8 +1979,13 @@ enum st_status engine_open(const struct engine_opts *opts, engine **out, struct 
     {
         struct catalog_snap *snap = catalog_acquire(e->cat);
 
-        rc_ctx.max_version = catalog_snap_version(snap);
+        const struct manifest_version *mv = manifest_acquire(e->man);
+
+        rc_ctx.max_version = ST_MAX(catalog_snap_version(snap), mv->flushed_version);
+        rc_ctx.max_version = ST_MAX(rc_ctx.max_version, e->idem_version);
+        rc_ctx.flushed = mv->flushed_version;
         catalog_release(snap);
+        manifest_version_release(mv);
     }
     strbuf_init(&rc_ctx.kbuf, KEY_BUF);
     rc = wal_open(&wo, replay_one, &rc_ctx, &e->wal, err);
@@ -1935,6 +1994,13 @@ enum st_status engine_open(const struct engine_opts *opts, engine **out, struct 
         goto err_free;
     mvcc_free(e->mvcc);
     e->mvcc = mvcc_new(rc_ctx.max_version, NULL);
+    {
+        const struct manifest_version *mv = manifest_acquire(e->man);
+
+        mvcc_set_floor(e->mvcc, mv->floor);
+        manifest_version_release(mv);
+    }
+    engine__store_start(e);
     update_gauges(e);
     log_info("engine recovered records=%llu skipped=%llu version=%llu frozen=%zu ms=%llu",
              (unsigned long long)rc_ctx.records, (unsigned long long)rc_ctx.skipped,
@@ -1956,6 +2022,8 @@ enum st_status engine_close(engine *e, struct err *err)
     pthread_mutex_lock(&e->cq_lock);
     e->closing = true;
     pthread_mutex_unlock(&e->cq_lock);
+    /* Background jobs end first: they post to the loop and use the WAL. */
+    engine__store_stop(e);
     /* wal_close() completes every queued record; answer them here. */
     rc = wal_close(e->wal, err);
     e->wal = NULL;

@@ -25,10 +25,11 @@
  * restart: every later write fails with ST_EIO, engine_health() reports
  * it, reads go on. Nothing is acknowledged that is not durable.
  *
- * MEMORY. The active memtable is frozen at opts.memtable_size; frozen
- * memtables stay in memory until segments take them over. When
- * opts.max_frozen are held, writes fail with ST_EAGAIN (the API answers
- * 503 with Retry-After) instead of growing memory without bound.
+ * MEMORY. The active memtable is frozen at opts.memtable_size and handed
+ * to the flush job, which writes it to segments on a worker thread
+ * (engine_store.c). When opts.max_frozen are waiting, writes fail with
+ * ST_EAGAIN (the API answers 503 with Retry-After) instead of growing
+ * memory without bound.
  */
 #ifndef ST_ENGINE_ENGINE_H
 #define ST_ENGINE_ENGINE_H
@@ -66,11 +67,23 @@ struct engine_opts {
     uint32_t max_tenants;           /* creates past these get ST_EQUOTA; */
     uint32_t max_tables_per_tenant; /* 0 means no limit */
     uint32_t max_keys_per_tenant;
-    uint32_t max_schema_versions;   /* per table */
-    uint64_t max_body_bytes; /* largest write; sizes the WAL record limit */
-    struct metrics *metrics; /* registry; may be NULL */
-    engine_post_fn post;     /* completions to the loop thread */
-    void *post_ctx;          /* its context */
+    uint32_t max_schema_versions;    /* per table */
+    uint64_t max_body_bytes;         /* largest write; sizes the WAL record limit */
+    uint64_t history_retention_ms;   /* versions older than this (and not held by
+                                      * a snapshot) may be dropped; 0: keep only
+                                      * what held snapshots need */
+    uint32_t job_threads;            /* background worker threads; 0: 1 */
+    uint32_t flush_interval_ms;      /* flush check period; 0: 1000 */
+    uint32_t compact_interval_ms;    /* compaction check period; 0: 10000 */
+    uint32_t checkpoint_interval_ms; /* checkpoint and WAL trim period; 0: 60000 */
+    uint32_t compact_fanout;         /* segments of a tier merged at once; 0: 4 */
+    uint64_t compact_base_bytes;     /* tier 0 size; 0: 4 MiB */
+    uint32_t compact_max_segments;   /* per table before a forced merge; 0: 24 */
+    bool manual_jobs;                /* tests: no timers, only the calls below
+                                      * (and the demand of a full memtable) */
+    struct metrics *metrics;         /* registry; may be NULL */
+    engine_post_fn post;             /* completions to the loop thread */
+    void *post_ctx;                  /* its context */
 };
 
 /*
@@ -92,6 +105,55 @@ enum st_status engine_health(engine *e, struct err *err);
 
 /* The newest visible commit version. */
 uint64_t engine_version(engine *e);
+
+/* ------------------------------------------------------------------ */
+/* Background work: flush, compaction, checkpoint */
+
+struct engine_job_result {
+    enum st_status st;          /* ST_OK, or the first failure */
+    struct err err;             /* its reason */
+    uint64_t memtables_flushed; /* memtables written to segments */
+    uint64_t segments_written;  /* segments created (flush and compaction) */
+    uint64_t segments_removed;  /* segments deleted (merged or dropped) */
+    uint64_t bytes_read;        /* segment bytes read by compaction */
+    uint64_t bytes_written;     /* segment bytes written */
+    uint64_t versions_dropped;  /* versions, tombstones and expired rows dropped */
+    uint64_t wal_files_removed; /* by the checkpoint */
+    uint64_t elapsed_ms;        /* wall time of the work */
+};
+
+typedef void (*engine_job_fn)(void *arg, const struct engine_job_result *res);
+
+/*
+ * Compacts every table of tenant (NULL: every tenant) named table (NULL:
+ * every table) into one segment each, dropping what no reader can see
+ * (after flushing the memtables, so that everything written before the
+ * call is included). done runs on the loop thread. ST_ENOTFOUND through
+ * done for an unknown tenant or table.
+ */
+void engine_compact(engine *e, const char *tenant, const char *table, engine_job_fn done,
+                    void *arg);
+
+/*
+ * Freezes the active memtable, flushes every memtable to segments,
+ * checkpoints the catalog and the idempotency keys and deletes the WAL
+ * files that are no longer needed. done runs on the loop thread.
+ */
+void engine_checkpoint(engine *e, engine_job_fn done, void *arg);
+
+/* What is stored, for /v1/admin/status. */
+struct engine_storage_stats {
+    uint64_t segments;       /* live segments */
+    uint64_t segment_bytes;  /* their bytes on disk */
+    uint64_t rows_stored;    /* entries in them (every version) */
+    uint64_t memtables;      /* active + frozen */
+    uint64_t memtable_bytes; /* their bytes */
+    uint64_t wal_bytes;      /* WAL files on disk */
+    uint64_t flushed_version;
+    uint64_t floor;             /* versions below are no longer readable */
+    int64_t last_checkpoint_ms; /* wall time, 0: none yet */
+};
+void engine_storage_stats(engine *e, struct engine_storage_stats *out);
 
 /* ------------------------------------------------------------------ */
 /* Catalog */
@@ -263,5 +325,85 @@ struct engine_record {
 enum st_status engine_get(engine *e, const char *tenant, const char *table, const char *const *key,
                           size_t nkey, uint64_t as_of, struct engine_record *out, struct err *err);
 void engine_record_release(struct engine_record *rec);
+
+/*
+ * Scans: the rows of one table on one snapshot, in primary-key order,
+ * merged from the memtables and the segments, deletes removed, for the
+ * query executor (engine/query.h). A scan pins what it reads (catalog
+ * snapshot, memtables, manifest version), so writes, flushes and
+ * compactions may go on while it runs; it reads lazily, a block at a
+ * time, so it can be stepped from the loop thread in bounded slices.
+ */
+struct query_key_range;
+struct query_time_range;
+struct query_source;
+
+struct engine_scan_opts {
+    uint64_t as_of;                      /* 0: the newest visible version */
+    const struct query_key_range *keys;  /* primary-key bounds, or NULL */
+    const struct query_time_range *time; /* time-field bounds, or NULL: used
+                                          * to skip segments and blocks; rows
+                                          * outside may still be yielded */
+    const void *after;                   /* resume strictly after this encoded
+                                          * key (a cursor), or NULL */
+    size_t after_len;                    /* its length */
+};
+
+struct engine_scan_stats {
+    uint64_t rows_scanned;     /* rows yielded to the query */
+    uint64_t segments_total;   /* segments of the table in the pinned manifest */
+    uint64_t segments_skipped; /* left unread by their key or time statistics */
+    uint64_t blocks_read;      /* segment blocks read and decoded */
+    uint64_t blocks_skipped;   /* left unread by their statistics */
+    uint64_t memtables;        /* memtables read */
+};
+
+struct engine_scan;
+
+/*
+ * Opens a scan of tenant's table. ST_ENOTFOUND for no such tenant or
+ * table; ST_EINVAL for an as_of newer than the visible version;
+ * ST_ECONFLICT ("snapshot_too_old") for one no longer retained. Read
+ * errors (ST_ECORRUPT, ST_EIO) surface through the source's status().
+ */
+enum st_status engine_scan_open(engine *e, const char *tenant, const char *table,
+                                const struct engine_scan_opts *opts, struct engine_scan **out,
+                                struct err *err);
+/* The row source for query_exec_new(); valid until engine_scan_close(). */
+void engine_scan_source(struct engine_scan *s, struct query_source *out);
+/* The snapshot version the scan reads. */
+uint64_t engine_scan_version(const struct engine_scan *s);
+/* The table's newest schema (alive until close), its id and its tenant's id. */
+const struct schema *engine_scan_schema(const struct engine_scan *s);
+uint64_t engine_scan_table_id(const struct engine_scan *s);
+uint64_t engine_scan_tenant_id(const struct engine_scan *s);
+void engine_scan_get_stats(const struct engine_scan *s, struct engine_scan_stats *out);
+/* s may be NULL. */
+void engine_scan_close(struct engine_scan *s);
+
+/* ------------------------------------------------------------------ */
+/* Held snapshots (per tenant) */
+
+struct engine_snapshot {
+    uint64_t id;        /* never 0 */
+    uint64_t version;   /* the version it pins */
+    int64_t expires_ms; /* wall-clock expiry */
+};
+
+/*
+ * Holds the visible version for tenant for ttl_ms. ST_ENOTFOUND for no
+ * such tenant; ST_EINVAL for ttl_ms <= 0; ST_EBUSY when too many are held.
+ */
+enum st_status engine_snapshot_hold(engine *e, const char *tenant, int64_t ttl_ms,
+                                    struct engine_snapshot *out, struct err *err);
+/* Releases tenant's snapshot id; ST_ENOTFOUND when tenant holds none such. */
+enum st_status engine_snapshot_release(engine *e, const char *tenant, uint64_t id, struct err *err);
+
+/*
+ * 32 secret bytes of this data directory (generated at first start,
+ * kept in DATA_DIR/secret with mode 0600): a key for MACs over cursors.
+ */
+const uint8_t *engine_secret(engine *e);
+#define ENGINE_SECRET_LEN 32
 
 #endif

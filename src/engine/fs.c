@@ -111,6 +111,103 @@ int fs_pwrite_full(struct fs *fs, int fd, const void *buf, size_t n, uint64_t of
     return 0;
 }
 
+void fs_dir_of(const char *path, char *dir, size_t n)
+{
+    const char *slash = strrchr(path, '/');
+
+    if (!slash) {
+        st_strlcpy(dir, ".", n);
+    } else if (slash == path) {
+        st_strlcpy(dir, "/", n);
+    } else {
+        size_t len = ST_MIN((size_t)(slash - path), n - 1);
+
+        memcpy(dir, path, len);
+        dir[len] = '\0';
+    }
+}
+
+enum st_status fs_write_atomic(struct fs *fs, const char *path, const void *buf, size_t n,
+                               unsigned mode, struct err *err)
+{
+    size_t plen = strlen(path);
+    char *tmp = xmalloc(plen + 5);
+    char *dir = xmalloc(plen + 2);
+    enum st_status rc = ST_OK;
+    int fd, e;
+
+    memcpy(tmp, path, plen);
+    memcpy(tmp + plen, ".tmp", 5);
+    fs_dir_of(path, dir, plen + 2);
+    fd = fs->open(fs, tmp, O_WRONLY | O_CREAT | O_TRUNC, mode);
+    if (fd < 0) {
+        rc = err_set_errno(err, ST_EIO, errno, "cannot create '%s'", tmp);
+        goto out;
+    }
+    if (fs_pwrite_full(fs, fd, buf, n, 0) < 0 || fs->fsync(fs, fd) < 0) {
+        e = errno;
+        fs->close(fs, fd);
+        fs->unlink(fs, tmp);
+        rc = err_set_errno(err, ST_EIO, e, "cannot write '%s'", tmp);
+        goto out;
+    }
+    if (fs->close(fs, fd) < 0) {
+        e = errno;
+        fs->unlink(fs, tmp);
+        rc = err_set_errno(err, ST_EIO, e, "cannot close '%s'", tmp);
+        goto out;
+    }
+    if (fs->rename(fs, tmp, path) < 0) {
+        e = errno;
+        fs->unlink(fs, tmp);
+        rc = err_set_errno(err, ST_EIO, e, "cannot rename '%s' to '%s'", tmp, path);
+        goto out;
+    }
+    if (fs->fsync_dir(fs, dir) < 0)
+        rc = err_set_errno(err, ST_EIO, errno, "cannot sync directory '%s'", dir);
+out:
+    free(tmp);
+    free(dir);
+    return rc;
+}
+
+enum st_status fs_read_all(struct fs *fs, const char *path, char **out, size_t *len,
+                           struct err *err)
+{
+    uint64_t size;
+    char *buf;
+    int fd, e;
+
+    fd = fs->open(fs, path, O_RDONLY, 0);
+    if (fd < 0) {
+        e = errno;
+        if (e == ENOENT)
+            return err_set(err, ST_ENOTFOUND, "no file '%s'", path);
+        return err_set_errno(err, ST_EIO, e, "cannot open '%s'", path);
+    }
+    if (fs->fsize(fs, fd, &size) < 0) {
+        e = errno;
+        fs->close(fs, fd);
+        return err_set_errno(err, ST_EIO, e, "cannot stat '%s'", path);
+    }
+    if (size > SIZE_MAX - 1) {
+        fs->close(fs, fd);
+        return err_set(err, ST_EIO, "'%s' is too large to read", path);
+    }
+    buf = xmalloc((size_t)size + 1);
+    if (fs_pread_full(fs, fd, buf, (size_t)size, 0, NULL) < 0) {
+        e = errno;
+        fs->close(fs, fd);
+        free(buf);
+        return err_set_errno(err, ST_EIO, e, "cannot read '%s'", path);
+    }
+    fs->close(fs, fd);
+    buf[size] = '\0';
+    *out = buf;
+    *len = (size_t)size;
+    return ST_OK;
+}
+
 /* ------------------------------------------------------------------ */
 /* POSIX */
 

@@ -23,6 +23,7 @@
 #include <sys/uio.h>
 
 #include "util/common.h"
+#include "util/status.h"
 
 struct fs {
     const char *name; /* "posix", "fault" */
@@ -77,6 +78,27 @@ void fs_names_free(char **names, size_t n);
  */
 int fs_pread_full(struct fs *fs, int fd, void *buf, size_t n, uint64_t off, size_t *got);
 int fs_pwrite_full(struct fs *fs, int fd, const void *buf, size_t n, uint64_t off);
+
+/*
+ * Replaces the file at path with n bytes of buf (a new file gets mode)
+ * so that a crash leaves
+ * either the old or the new content whole: writes "path.tmp", fsyncs
+ * it, renames it over path, fsyncs the directory. ST_EIO (naming the
+ * file) on failure, when path.tmp is removed.
+ */
+enum st_status fs_write_atomic(struct fs *fs, const char *path, const void *buf, size_t n,
+                               unsigned mode, struct err *err);
+
+/*
+ * Reads the whole file at path into *out (malloc'd, NUL-terminated after
+ * *len bytes; caller frees). ST_ENOTFOUND when it does not exist, ST_EIO
+ * when it cannot be read.
+ */
+enum st_status fs_read_all(struct fs *fs, const char *path, char **out, size_t *len,
+                           struct err *err);
+
+/* The directory part of path into dir (n bytes): "." when there is none. */
+void fs_dir_of(const char *path, char *dir, size_t n);
 
 /* ------------------------------------------------------------------ */
 /* The fault-injecting in-memory file system (tests, fuzzers, benches). */

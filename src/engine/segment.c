@@ -1043,12 +1043,19 @@ struct segment {
     struct bidx *blocks;        /* info.blocks entries */
     uint8_t *bloom_buf;         /* the bloom section's bytes */
     struct bloom bloom;         /* parsed over bloom_buf */
+    atomic_bool unlink_last;    /* the last unref unlinks the file */
 };
 
 static void segment_free(struct segment *seg)
 {
     if (seg->fd >= 0)
         seg->fs->close(seg->fs, seg->fd);
+    if (atomic_load_explicit(&seg->unlink_last, memory_order_acquire)) {
+        if (seg->fs->unlink(seg->fs, seg->path) < 0)
+            log_warn("segment: cannot remove file='%s' errno=%d", seg->path, errno);
+        else
+            log_info("segment: removed file='%s'", seg->path);
+    }
     for (uint64_t i = 0; seg->blocks && i < seg->info.blocks; i++)
         free(seg->blocks[i].last);
     free(seg->blocks);
@@ -1062,6 +1069,11 @@ static void segment_free(struct segment *seg)
 void segment_ref(struct segment *seg)
 {
     atomic_fetch_add_explicit(&seg->refs, 1, memory_order_relaxed);
+}
+
+void segment_unlink_on_close(struct segment *seg)
+{
+    atomic_store_explicit(&seg->unlink_last, true, memory_order_release);
 }
 
 void segment_unref(struct segment *seg)
@@ -1292,6 +1304,7 @@ enum st_status segment_open(struct fs *fs, const char *path, struct segment **ou
 
     *out = NULL;
     atomic_init(&seg->refs, 1);
+    atomic_init(&seg->unlink_last, false);
     seg->fs = fs;
     seg->path = xstrdup(path);
     seg->fd = fs->open(fs, path, O_RDONLY, 0);

@@ -155,6 +155,14 @@ enum st_status segment_open(struct fs *fs, const char *path, struct segment **ou
 void segment_ref(struct segment *seg);
 /* Drops a reference, closing and freeing with the last one. Thread-safe; seg may be NULL. */
 void segment_unref(struct segment *seg);
+/*
+ * Marks seg so that the segment_unref() that drops its last reference
+ * also unlinks its file (through its fs, after closing it; a failure is
+ * logged, not reported). For a segment no manifest version lists any
+ * more (manifest_apply()), so the file goes once no reader holds it.
+ * Thread-safe; cannot be undone.
+ */
+void segment_unlink_on_close(struct segment *seg);
 
 void segment_get_info(const struct segment *seg, struct segment_info *out);
 /* The path given to segment_open(). */

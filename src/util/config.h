@@ -69,6 +69,17 @@ struct config {
         uint64_t history_retention_ms; /* 1h */
     } mvcc;
     struct {
+        uint32_t threads;                /* background workers, 1 */
+        uint64_t flush_interval_ms;      /* flush check, 1s */
+        uint64_t compaction_interval_ms; /* compaction check, 10s */
+        uint64_t checkpoint_interval_ms; /* checkpoint + WAL trim, 60s */
+    } jobs;
+    struct {
+        uint32_t fanout;       /* segments of one tier merged at once, 4 */
+        uint64_t base_size;    /* tier 0 size, 4MiB */
+        uint32_t max_segments; /* per table before a forced merge, 24 */
+    } compaction;
+    struct {
         uint64_t idempotency_window_ms; /* 24h */
         uint64_t idempotency_max_keys;  /* 1000000; the oldest go first */
     } ingest;

@@ -51,6 +51,13 @@ static const struct {
     {"limits.max_keys_per_tenant", "9", "9"},
     {"limits.max_schema_versions", "10", "10"},
     {"mvcc.history_retention", "0", "0ms"},
+    {"jobs.threads", "3", "3"},
+    {"jobs.flush_interval", "250ms", "250ms"},
+    {"jobs.compaction_interval", "2m", "2m"},
+    {"jobs.checkpoint_interval", "5m", "5m"},
+    {"compaction.fanout", "6", "6"},
+    {"compaction.base_size", "8MiB", "8MiB"},
+    {"compaction.max_segments", "40", "40"},
     {"ingest.idempotency_window", "90s", "90s"},
     {"ingest.idempotency_max_keys", "12", "12"},
     {"metrics.require_auth", "yes", "true"},
@@ -776,6 +783,13 @@ START_TEST(test_dump_defaults)
                                "limits.max_schema_versions: 1000\n"
                                "limits.max_keys_per_tenant: 100\n"
                                "mvcc.history_retention: 1h\n"
+                               "jobs.threads: 1\n"
+                               "jobs.flush_interval: 1s\n"
+                               "jobs.compaction_interval: 10s\n"
+                               "jobs.checkpoint_interval: 1m\n"
+                               "compaction.fanout: 4\n"
+                               "compaction.base_size: 4MiB\n"
+                               "compaction.max_segments: 24\n"
                                "ingest.idempotency_window: 1d\n"
                                "ingest.idempotency_max_keys: 1000000\n"
                                "metrics.require_auth: false\n"

@@ -18,6 +18,7 @@
 
 #include "engine/engine.h"
 #include "engine/fs.h"
+#include "engine/query.h"
 #include "util/timeutil.h"
 
 /* ---- a hand-pumped completion queue ---- */
@@ -127,6 +128,8 @@ static char dir[256];
 static struct fs *tfs;      /* the fault fs, or NULL for the real one */
 static uint64_t idem_max;   /* ingest.idempotency_max_keys, 0 for the default */
 static uint32_t max_tables; /* limits.max_tables_per_tenant, 0 for none */
+static uint64_t mt_size;    /* storage.memtable_size, 0 for 8 MiB */
+static uint64_t retention;  /* mvcc.history_retention in ms */
 
 static engine *open_engine(void)
 {
@@ -139,7 +142,10 @@ static engine *open_engine(void)
     o.data_dir = dir;
     o.fs = tfs;
     o.sync = ENGINE_SYNC_ALWAYS;
-    o.memtable_size = 8u << 20;
+    o.memtable_size = mt_size ? mt_size : 8u << 20;
+    o.wal_file_size = mt_size ? 256u << 10 : 0;
+    o.history_retention_ms = retention;
+    o.manual_jobs = true; /* no timers: flush and compaction only on demand */
     o.idempotency_window_ms = 60000;
     o.idempotency_max_keys = idem_max;
     o.max_tenants = 2;
@@ -800,6 +806,393 @@ START_TEST(test_crash_keeps_acknowledged_writes)
 }
 END_TEST
 
+/* ---- segments: flush, compaction, checkpoint ---- */
+
+struct job_answer {
+    bool done;
+    struct engine_job_result r;
+};
+
+static void on_job(void *arg, const struct engine_job_result *r)
+{
+    struct job_answer *a = arg;
+
+    a->r = *r;
+    a->done = true;
+}
+
+static struct engine_job_result checkpoint_now(engine *e)
+{
+    struct job_answer a = {0};
+
+    engine_checkpoint(e, on_job, &a);
+    pump_until(&a.done);
+    ck_assert_msg(a.r.st == ST_OK, "checkpoint: %s", a.r.err.msg);
+    return a.r;
+}
+
+static struct engine_job_result compact_now(engine *e, const char *tenant, const char *table)
+{
+    struct job_answer a = {0};
+
+    engine_compact(e, tenant, table, on_job, &a);
+    pump_until(&a.done);
+    return a.r;
+}
+
+/* Ingests ids [from, to) with delay = id * mult, in batches of 200. */
+static uint64_t ingest_range(engine *e, int from, int to, int mult)
+{
+    struct strbuf b = STRBUF_INIT;
+    uint64_t v = 0;
+
+    for (int i = from; i < to;) {
+        struct answer a;
+
+        strbuf_reset(&b);
+        for (int n = 0; n < 200 && i < to; n++, i++)
+            strbuf_addf(&b,
+                        "{\"id\":%d,\"ts\":%lld,\"origin\":\"ORIGIN%d\",\"delay\":%d,"
+                        "\"distance\":%d.5}\n",
+                        i, 978307200000LL + i * 60000LL, i % 7, i * mult, i);
+        /* Backpressure: while the flush catches up, writes get ST_EAGAIN. */
+        for (int tries = 0; (a = ingest(e, b.buf, false, NULL)).r.st == ST_EAGAIN; tries++) {
+            ck_assert_int_lt(tries, 5000);
+            usleep(1000);
+        }
+        ck_assert_msg(a.r.st == ST_OK, "ingest: %s", a.r.err.msg);
+        v = a.r.version;
+    }
+    strbuf_release(&b);
+    return v;
+}
+
+/* Scans the whole table (optionally a time range): rows and the sum of ids. */
+static uint64_t scan_count(engine *e, uint64_t as_of, const struct query_time_range *tr,
+                           int64_t *sum_ids, struct engine_scan_stats *stats)
+{
+    struct engine_scan_opts o;
+    struct engine_scan *sc;
+    struct query_source src;
+    const void *row;
+    const struct schema *sch;
+    struct err err;
+    uint64_t n = 0;
+    int64_t prev = -1, sum = 0;
+
+    memset(&o, 0, sizeof(o));
+    o.as_of = as_of;
+    o.time = tr;
+    err_clear(&err);
+    ck_assert_msg(engine_scan_open(e, "acme", "flights", &o, &sc, &err) == ST_OK, "scan: %s",
+                  err.msg);
+    engine_scan_source(sc, &src);
+    while (src.next(src.ctx, &row, &sch)) {
+        struct value v;
+
+        schema_row_get(sch, row, 0, &v);
+        ck_assert_int_gt(v.u.i, prev); /* key order, each key once */
+        prev = v.u.i;
+        sum += v.u.i;
+        n++;
+    }
+    ck_assert_int_eq(src.status(src.ctx, &err), ST_OK);
+    if (stats)
+        engine_scan_get_stats(sc, stats);
+    engine_scan_close(sc);
+    if (sum_ids)
+        *sum_ids = sum;
+    return n;
+}
+
+static size_t count_files(const char *sub, const char *suffix)
+{
+    char cmd[512];
+    FILE *f;
+    size_t n = 0;
+    char line[512];
+
+    snprintf(cmd, sizeof(cmd), "ls '%s/%s' 2>/dev/null", dir, sub);
+    f = popen(cmd, "r");
+    ck_assert_ptr_nonnull(f);
+    while (fgets(line, sizeof(line), f)) {
+        size_t l = strlen(line);
+
+        if (l && line[l - 1] == '\n')
+            line[--l] = '\0';
+        if (l >= strlen(suffix) && !strcmp(line + l - strlen(suffix), suffix))
+            n++;
+    }
+    pclose(f);
+    return n;
+}
+
+START_TEST(test_flush_reads_from_segments_and_restart)
+{
+    engine *e;
+    struct engine_storage_stats st;
+    int64_t delay, sum;
+    uint64_t v1, v2;
+
+    mt_size = 64u << 10;
+    retention = 3600000; /* an hour of history stays readable */
+    e = open_engine();
+    make_flights(e);
+    v1 = ingest_range(e, 0, 3000, 2);
+    checkpoint_now(e);
+    /* Flushed data leaves the WAL: only the newest file stays. */
+    ck_assert_uint_eq(count_files("wal", ".log"), 1);
+    engine_storage_stats(e, &st);
+    ck_assert_uint_gt(st.segments, 1);
+    ck_assert_uint_eq(st.rows_stored, 3000);
+    ck_assert_uint_ge(st.flushed_version, v1);
+    ck_assert(count_files("segments", ".seg") == st.segments);
+    /* Point reads and scans now come from segments. */
+    ck_assert_int_eq(get(e, "0", 0, &delay, NULL), ST_OK);
+    ck_assert_int_eq(delay, 0);
+    ck_assert_int_eq(get(e, "2999", 0, &delay, NULL), ST_OK);
+    ck_assert_int_eq(delay, 5998);
+    ck_assert_int_eq(get(e, "3000", 0, NULL, NULL), ST_ENOTFOUND);
+    ck_assert_uint_eq(scan_count(e, 0, NULL, &sum, NULL), 3000);
+    ck_assert_int_eq(sum, 2999LL * 3000 / 2);
+
+    /* Newer versions in memory shadow the segments; old snapshots still see the old ones. */
+    v2 = ingest_range(e, 1000, 1100, 3);
+    ck_assert_int_eq(get(e, "1050", 0, &delay, NULL), ST_OK);
+    ck_assert_int_eq(delay, 3150);
+    ck_assert_int_eq(get(e, "1050", v1, &delay, NULL), ST_OK);
+    ck_assert_int_eq(delay, 2100);
+    ck_assert_uint_eq(scan_count(e, 0, NULL, NULL, NULL), 3000);
+    ck_assert_uint_eq(scan_count(e, v1, NULL, NULL, NULL), 3000);
+
+    close_engine(e);
+    e = open_engine();
+    ck_assert_uint_eq(engine_version(e), v2);
+    ck_assert_int_eq(get(e, "1050", 0, &delay, NULL), ST_OK);
+    ck_assert_int_eq(delay, 3150);
+    ck_assert_int_eq(get(e, "10", 0, &delay, NULL), ST_OK);
+    ck_assert_int_eq(delay, 20);
+    ck_assert_uint_eq(scan_count(e, 0, NULL, &sum, NULL), 3000);
+    ck_assert_int_eq(sum, 2999LL * 3000 / 2);
+    close_engine(e);
+    mt_size = 0;
+    retention = 0;
+}
+END_TEST
+
+START_TEST(test_compaction_keeps_what_snapshots_need)
+{
+    engine *e;
+    struct engine_snapshot snap;
+    struct engine_storage_stats before, after;
+    struct engine_job_result r;
+    struct answer d = {0};
+    const char *key5[1] = {"5"};
+    struct err err;
+    int64_t delay;
+    uint64_t v1, v2;
+
+    mt_size = 64u << 10;
+    retention = 0; /* only held snapshots keep history */
+    e = open_engine();
+    make_flights(e);
+    v1 = ingest_range(e, 0, 2000, 1);
+    checkpoint_now(e);
+    err_clear(&err);
+    ck_assert_int_eq(engine_snapshot_hold(e, "acme", 60000, &snap, &err), ST_OK);
+    ck_assert_uint_eq(snap.version, v1);
+    v2 = ingest_range(e, 0, 2000, 5);
+    checkpoint_now(e); /* room for the delete */
+    engine_delete(e, "acme", "flights", key5, 1, on_done, &d);
+    pump_until(&d.done);
+    ck_assert_int_eq(d.r.st, ST_OK);
+    checkpoint_now(e);
+    engine_storage_stats(e, &before);
+    ck_assert_uint_eq(before.rows_stored, 4001);
+
+    r = compact_now(e, "acme", "flights");
+    ck_assert_msg(r.st == ST_OK, "compact: %s", r.err.msg);
+    engine_storage_stats(e, &after);
+    ck_assert_uint_eq(after.segments, 1);
+    /* Both versions stay for the held snapshot; nothing older existed. */
+    ck_assert_uint_eq(after.rows_stored, 4001);
+    ck_assert_int_eq(get(e, "7", 0, &delay, NULL), ST_OK);
+    ck_assert_int_eq(delay, 35);
+    ck_assert_int_eq(get(e, "7", snap.version, &delay, NULL), ST_OK);
+    ck_assert_int_eq(delay, 7);
+    ck_assert_int_eq(get(e, "5", 0, NULL, NULL), ST_ENOTFOUND);
+    ck_assert_int_eq(get(e, "5", snap.version, &delay, NULL), ST_OK);
+    ck_assert_uint_eq(scan_count(e, 0, NULL, NULL, NULL), 1999);
+    ck_assert_uint_eq(scan_count(e, snap.version, NULL, NULL, NULL), 2000);
+
+    /* Released: the next compaction drops the history and the tombstone. */
+    ck_assert_int_eq(engine_snapshot_release(e, "acme", snap.id, &err), ST_OK);
+    ck_assert_int_eq(engine_snapshot_release(e, "acme", snap.id, &err), ST_ENOTFOUND);
+    r = compact_now(e, NULL, NULL);
+    ck_assert_msg(r.st == ST_OK, "compact: %s", r.err.msg);
+    /* 1999 old versions, and key 5's tombstone with the two rows it hid. */
+    ck_assert_uint_eq(r.versions_dropped, 2002);
+    engine_storage_stats(e, &after);
+    ck_assert_uint_eq(after.rows_stored, 1999);
+    ck_assert_int_eq(get(e, "7", 0, &delay, NULL), ST_OK);
+    ck_assert_int_eq(delay, 35);
+    ck_assert_int_eq(get(e, "7", v1, NULL, NULL), ST_ECONFLICT); /* snapshot too old */
+    ck_assert_uint_eq(count_files("segments", ".seg"), 1);
+
+    close_engine(e);
+    e = open_engine();
+    ck_assert_uint_eq(engine_version(e), d.r.version);
+    ck_assert_int_eq(get(e, "7", v2, NULL, NULL), ST_ECONFLICT);
+    ck_assert_uint_eq(scan_count(e, 0, NULL, NULL, NULL), 1999);
+    ck_assert_int_eq(compact_now(e, "acme", "nope").st, ST_ENOTFOUND);
+    ck_assert_int_eq(compact_now(e, "nope", NULL).st, ST_ENOTFOUND);
+    close_engine(e);
+    mt_size = 0;
+    retention = 0;
+}
+END_TEST
+
+START_TEST(test_time_range_scan_does_not_resurrect_old_versions)
+{
+    engine *e;
+    struct query_time_range tr;
+    struct engine_scan_stats st;
+    int64_t sum;
+
+    mt_size = 64u << 10;
+    e = open_engine();
+    make_flights(e);
+    /* ids 0..1999 at minutes 0..1999 of 2001-01-01 */
+    ingest_range(e, 0, 2000, 1);
+    checkpoint_now(e);
+    /* id 10 moves far into the future, in a newer segment. */
+    ck_assert_int_eq(
+        ingest(e, "{\"id\":10,\"ts\":\"2030-01-01T00:00:00Z\",\"origin\":\"X\"}", false, NULL).r.st,
+        ST_OK);
+    checkpoint_now(e);
+    memset(&tr, 0, sizeof(tr));
+    tr.bounded = true;
+    tr.lo = 978307200000LL;
+    tr.hi = 978307200000LL + 20 * 60000LL; /* minutes 0..20 */
+    /* The scan may yield rows outside the range, but never id 10's old version. */
+    scan_count(e, 0, &tr, &sum, &st);
+    ck_assert_uint_ge(st.segments_skipped, 1);
+    {
+        struct engine_scan_opts o;
+        struct engine_scan *sc;
+        struct query_source src;
+        const void *row;
+        const struct schema *sch;
+        struct err err;
+
+        memset(&o, 0, sizeof(o));
+        o.time = &tr;
+        ck_assert_int_eq(engine_scan_open(e, "acme", "flights", &o, &sc, &err), ST_OK);
+        engine_scan_source(sc, &src);
+        while (src.next(src.ctx, &row, &sch)) {
+            struct value id, ts;
+
+            schema_row_get(sch, row, 0, &id);
+            schema_row_get(sch, row, 1, &ts);
+            ck_assert_msg(id.u.i != 10 || ts.u.i > tr.hi, "old version of id 10 came back");
+        }
+        engine_scan_close(sc);
+    }
+    close_engine(e);
+    mt_size = 0;
+}
+END_TEST
+
+START_TEST(test_idempotency_survives_wal_trim)
+{
+    engine *e;
+    struct answer a, b;
+
+    mt_size = 64u << 10;
+    e = open_engine();
+    make_flights(e);
+    a = ingest(e, three, false, "key-1");
+    ck_assert_int_eq(a.r.st, ST_OK);
+    ingest_range(e, 100, 3000, 1);
+    checkpoint_now(e);
+    /* The WAL file of the keyed write is gone: only the newest file stays. */
+    ck_assert_uint_eq(count_files("wal", ".log"), 1);
+    close_engine(e);
+    e = open_engine();
+    b = ingest(e, three, false, "key-1");
+    ck_assert_int_eq(b.r.st, ST_OK);
+    ck_assert(b.ir.replayed);
+    ck_assert_uint_eq(b.r.version, a.r.version);
+    close_engine(e);
+    mt_size = 0;
+}
+END_TEST
+
+START_TEST(test_deleted_table_segments_go_away)
+{
+    engine *e;
+    struct catalog_op op;
+    struct engine_storage_stats st;
+
+    mt_size = 64u << 10;
+    e = open_engine();
+    make_flights(e);
+    ingest_range(e, 0, 1000, 1);
+    checkpoint_now(e);
+    engine_storage_stats(e, &st);
+    ck_assert_uint_gt(st.segments, 0);
+    catalog_op_init(&op);
+    catalog_op_delete_table(&op, "acme", "flights");
+    ck_assert_int_eq(change(e, &op, NULL), ST_OK);
+    ck_assert_int_eq(compact_now(e, NULL, NULL).st, ST_OK);
+    engine_storage_stats(e, &st);
+    ck_assert_uint_eq(st.segments, 0);
+    ck_assert_uint_eq(count_files("segments", ".seg"), 0);
+    close_engine(e);
+    mt_size = 0;
+}
+END_TEST
+
+START_TEST(test_corrupt_segment_block_is_an_error)
+{
+    engine *e;
+    char cmd[600];
+    int64_t delay;
+    struct engine_scan *sc;
+    struct query_source src;
+    const void *row;
+    const struct schema *sch;
+    struct err err;
+    enum st_status rc;
+
+    mt_size = 64u << 10;
+    e = open_engine();
+    make_flights(e);
+    ingest_range(e, 0, 500, 1);
+    checkpoint_now(e);
+    close_engine(e);
+    /* Flip a byte early in every segment: inside the first data block. */
+    snprintf(cmd, sizeof(cmd),
+             "for f in '%s'/segments/*.seg; do printf '\\377' | dd of=\"$f\" bs=1 seek=100 "
+             "conv=notrunc status=none; done",
+             dir);
+    ck_assert_int_eq(system(cmd), 0);
+    e = open_engine();
+    rc = get(e, "1", 0, &delay, NULL);
+    ck_assert_int_eq(rc, ST_ECORRUPT);
+    err_clear(&err);
+    ck_assert_int_eq(engine_scan_open(e, "acme", "flights", NULL, &sc, &err), ST_OK);
+    engine_scan_source(sc, &src);
+    while (src.next(src.ctx, &row, &sch))
+        ;
+    ck_assert_int_eq(src.status(src.ctx, &err), ST_ECORRUPT);
+    ck_assert_ptr_nonnull(strstr(err.msg, ".seg"));
+    engine_scan_close(sc);
+    close_engine(e);
+    mt_size = 0;
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("engine");
@@ -820,6 +1213,12 @@ int main(void)
     tcase_add_test(real, test_catalog_count_limits);
     tcase_add_test(real, test_composite_and_string_keys);
     tcase_add_test(real, test_txn_commits_atomically_with_conditions);
+    tcase_add_test(real, test_flush_reads_from_segments_and_restart);
+    tcase_add_test(real, test_compaction_keeps_what_snapshots_need);
+    tcase_add_test(real, test_time_range_scan_does_not_resurrect_old_versions);
+    tcase_add_test(real, test_idempotency_survives_wal_trim);
+    tcase_add_test(real, test_deleted_table_segments_go_away);
+    tcase_add_test(real, test_corrupt_segment_block_is_an_error);
     suite_add_tcase(s, real);
 
     tcase_add_checked_fixture(fault, setup_fault, teardown_fault);
