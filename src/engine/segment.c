@@ -1803,7 +1803,12 @@ enum st_status segment_get(struct segment *seg, const void *key, size_t len, uin
     enum st_status rc = ST_ENOTFOUND;
     uint64_t bi;
 
-    if (!segment_may_contain(seg, key, len))
+    /* Outside the key range (two compares) or not in the bloom filter. */
+    if (!seg->info.blocks ||
+        key_compare(key, len, seg->blocks[0].first, seg->blocks[0].first_len) < 0 ||
+        key_compare(key, len, seg->blocks[seg->info.blocks - 1].last,
+                    seg->blocks[seg->info.blocks - 1].last_len) > 0 ||
+        !segment_may_contain(seg, key, len))
         return ST_ENOTFOUND;
     /* A key's versions may run over several blocks, newest first. */
     for (bi = block_lower_bound(seg, key, len, false); bi < seg->info.blocks; bi++) {

@@ -319,7 +319,7 @@ static const struct option options[] = {
         RANGE(1, 1000000)),
     OPT("mvcc.history_retention", DURATION, mvcc.history_retention_ms, "1h", FIXED,
         RANGE(0, 365 * DAY)),
-    OPT("jobs.threads", UINT, jobs.threads, "1", FIXED, RANGE(1, 64)),
+    OPT("jobs.threads", UINT, jobs.threads, "2", FIXED, RANGE(1, 64)),
     OPT("jobs.flush_interval", DURATION, jobs.flush_interval_ms, "1s", FIXED, RANGE(10, HOUR)),
     OPT("jobs.compaction_interval", DURATION, jobs.compaction_interval_ms, "10s", FIXED,
         RANGE(10, DAY)),

@@ -69,7 +69,7 @@ struct config {
         uint64_t history_retention_ms; /* 1h */
     } mvcc;
     struct {
-        uint32_t threads;                /* background workers, 1 */
+        uint32_t threads;                /* background workers, 2 */
         uint64_t flush_interval_ms;      /* flush check, 1s */
         uint64_t compaction_interval_ms; /* compaction check, 10s */
         uint64_t checkpoint_interval_ms; /* checkpoint + WAL trim, 60s */

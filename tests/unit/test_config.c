@@ -783,7 +783,7 @@ START_TEST(test_dump_defaults)
                                "limits.max_schema_versions: 1000\n"
                                "limits.max_keys_per_tenant: 100\n"
                                "mvcc.history_retention: 1h\n"
-                               "jobs.threads: 1\n"
+                               "jobs.threads: 2\n"
                                "jobs.flush_interval: 1s\n"
                                "jobs.compaction_interval: 10s\n"
                                "jobs.checkpoint_interval: 1m\n"
