@@ -37,6 +37,11 @@ const char admin_cli_usage[] =
     "  key-revoke TENANT ID            revoke a key at once\n"
     "  quotas TENANT RECORDS_PER_SEC STORAGE_BYTES\n"
     "                                  set a tenant's quotas (0: unlimited)\n"
+    "  compact                         merge every table into one segment each,\n"
+    "                                  dropping history no reader can see\n"
+    "  compact-tenant TENANT           the same for one tenant's tables\n"
+    "  compact-table TENANT TABLE      the same for one table\n"
+    "  checkpoint                      flush memtables, save checkpoints, trim the WAL\n"
     "\n"
     "  --url URL        the query listener, default $STRATA_URL or http://127.0.0.1:8081\n"
     "  --token T        the admin token, default $STRATA_ADMIN_TOKEN or DATA_DIR/admin_token\n"
@@ -68,6 +73,10 @@ static const struct admin_cmd commands[] = {
     {"key-revoke", 2, "DELETE", "/v1/tenants/{1}/keys/{2}", NULL},
     {"quotas", 3, "PUT", "/v1/tenants/{1}/quotas",
      "{\"max_records_per_sec\": {2}, \"max_storage_bytes\": {3}}"},
+    {"compact", 0, "POST", "/v1/admin/compact", "{}"},
+    {"compact-tenant", 1, "POST", "/v1/admin/compact", "{\"tenant\": \"{1}\"}"},
+    {"compact-table", 2, "POST", "/v1/admin/compact", "{\"tenant\": \"{1}\", \"table\": \"{2}\"}"},
+    {"checkpoint", 0, "POST", "/v1/admin/checkpoint", NULL},
 };
 
 #define ADMIN_MAX_ARGS 3

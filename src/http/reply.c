@@ -37,7 +37,7 @@ static const struct {
     {ST_ESHUTDOWN, 503, "not_ready"},
     {ST_EBUSY, 503, "busy"},
     {ST_ENOMEM, 503, "overloaded"},
-    {ST_ECORRUPT, 500, "internal"},
+    {ST_ECORRUPT, 500, "data_corrupt"},
 };
 
 int httpd_status_http(enum st_status st, const char **code)

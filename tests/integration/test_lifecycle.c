@@ -88,6 +88,26 @@ START_TEST(test_admin_cli)
         run_free(&r);
     }
     {
+        const char *compact[] = {"admin", "compact-tenant", "acme", "--url", url, "--token",
+                                 s.token, NULL};
+        const char *ckpt[] = {"admin", "checkpoint", "--url", url, "--token", s.token, NULL};
+        const char *missing[] = {"admin", "compact-table", "acme", "nope", "--url", url,
+                                 "--token", s.token, NULL};
+
+        run_strata(compact, NULL, 10000, &r);
+        assert_exit_code(&r, 0, "admin compact-tenant");
+        ck_assert_msg(strstr(r.out, "\"status\":\"done\""), "%s", r.out);
+        run_free(&r);
+        run_strata(ckpt, NULL, 10000, &r);
+        assert_exit_code(&r, 0, "admin checkpoint");
+        ck_assert_msg(strstr(r.out, "\"wal_files_removed\""), "%s", r.out);
+        run_free(&r);
+        run_strata(missing, NULL, 10000, &r);
+        assert_exit_code(&r, 1, "admin compact-table of a missing table");
+        ck_assert_msg(strstr(r.err, "not_found"), "%s", r.err);
+        run_free(&r);
+    }
+    {
         /* Without the token: 401, exit 1. A bad name never reaches the server: exit 2. */
         const char *noauth[] = {"admin", "tenants", "--url", url, "--token", "wrong", NULL};
         const char *badname[] = {"admin", "tenant-delete", "a/b", "--url", url, NULL};

@@ -300,7 +300,7 @@ START_TEST(test_status_table)
         {ST_EPERM, 403, "forbidden"},     {ST_ETOOLARGE, 413, "payload_too_large"},
         {ST_EAGAIN, 503, "not_ready"},    {ST_EIO, 503, "read_only"},
         {ST_ESHUTDOWN, 503, "not_ready"}, {ST_EBUSY, 503, "busy"},
-        {ST_ENOMEM, 503, "overloaded"},   {ST_ECORRUPT, 500, "internal"},
+        {ST_ENOMEM, 503, "overloaded"},   {ST_ECORRUPT, 500, "data_corrupt"},
     };
 
     for (size_t i = 0; i < ST_ARRAY_SIZE(want); i++) {
