@@ -90,4 +90,5 @@ void api_register(struct server *srv)
     api__register_catalog(srv);
     api__register_records(srv);
     api__register_txn(srv);
+    api__register_query(srv);
 }

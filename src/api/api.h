@@ -51,6 +51,7 @@ void api__register_admin(struct server *srv);
 void api__register_catalog(struct server *srv);
 void api__register_records(struct server *srv);
 void api__register_txn(struct server *srv);
+void api__register_query(struct server *srv);
 
 /*
  * Conditions and ops together in one POST .../txn (txn.c); more is 413

@@ -637,6 +637,35 @@ static const char *ref_name(const struct pctx *c, const struct query_ref *r)
     ST_BUG("reference kind %d", (int)r->kind);
 }
 
+/*
+ * In a grouped select: a field name that is not a column name (aggregate,
+ * bucket, group_by field) but the field of one or more aggregates
+ * selects those aggregates' columns at its place ("delay" for
+ * avg(delay)), those not selected yet. Returns how many aggregates have
+ * that field (0: not such a name; the caller resolves it as usual).
+ */
+static int select_agg_field(struct pctx *c, const json_t *v)
+{
+    struct query_plan *p = c->p;
+    struct query_ref r;
+    int i, n = 0;
+
+    if (!json_is_string(v) || group_name_taken(c, json_string_value(v), p->naggs))
+        return 0;
+    i = schema_find_field(c->s, json_string_value(v), json_string_length(v));
+    if (i < 0)
+        return 0;
+    for (uint32_t j = 0; j < p->naggs; j++) {
+        if (p->aggs[j].field != i)
+            continue;
+        r.kind = QUERY_REF_AGG;
+        r.index = j;
+        add_col(p, &r, p->aggs[j].as);
+        n++;
+    }
+    return n;
+}
+
 static bool select_cols(struct pctx *c, const json_t *v)
 {
     struct query_plan *p = c->p;
@@ -653,6 +682,15 @@ static bool select_cols(struct pctx *c, const json_t *v)
         uint32_t before = p->ncols;
 
         if (p->grouped) {
+            int n = select_agg_field(c, e);
+
+            if (n > 0) {
+                if (p->ncols == before)
+                    return fail(c, "duplicate column: every aggregate of '%s' is selected",
+                                json_string_value(e));
+                path_cut(c, at);
+                continue;
+            }
             if (!grouped_ref(c, e, &r))
                 return false;
         } else {

@@ -20,9 +20,14 @@
  *   select       field names. Plain queries: the columns, in order;
  *                absent: every field of the newest schema. Grouped
  *                queries: group_by fields, the bucket's or aggregates'
- *                names; the columns are the select list, then the bucket
- *                and every aggregate it does not name; absent: every
- *                group_by field, the bucket, every aggregate.
+ *                names, or the field of one or more aggregates (which
+ *                selects those aggregates' columns at that place, as
+ *                "delay" selects avg_delay in API.md's example); the
+ *                columns are the select list, then the bucket and every
+ *                aggregate it does not name; absent: every group_by
+ *                field, the bucket, every aggregate. A field that is
+ *                neither grouped nor aggregated is refused ("select[1]:
+ *                'x' is neither a group_by field nor an aggregate").
  *   where        a predicate {"field", "op", "value"} or {"and": [...]},
  *                {"or": [...]}, {"not": {...}}, nested at most
  *                QUERY_MAX_DEPTH deep. Values: int64 and float64 fields

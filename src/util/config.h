@@ -60,6 +60,8 @@ struct config {
         uint64_t max_body_bytes;          /* 64MB */
         uint64_t max_header_bytes;        /* 16KB */
         uint64_t max_query_rows;          /* 100000 */
+        uint64_t query_timeout_ms;        /* 30s; then 504 query_timeout */
+        uint64_t query_memory;            /* 64MiB of state per query; 413 beyond */
         uint32_t max_tenants;             /* 10000 */
         uint32_t max_tables_per_tenant;   /* 1000 */
         uint32_t max_keys_per_tenant;     /* 100 */
@@ -67,6 +69,7 @@ struct config {
     } limits;
     struct {
         uint64_t history_retention_ms; /* 1h */
+        uint64_t max_snapshot_ttl_ms;  /* 24h; longer ttls are cut to it */
     } mvcc;
     struct {
         uint32_t threads;                /* background workers, 2 */

@@ -46,11 +46,14 @@ static const struct {
     {"limits.max_inflight_body_bytes", "3GB", "3GB"},
     {"limits.max_header_bytes", "2KB", "2KB"},
     {"limits.max_query_rows", "5", "5"},
+    {"limits.query_timeout", "90s", "90s"},
+    {"limits.query_memory", "2MiB", "2MiB"},
     {"limits.max_tenants", "7", "7"},
     {"limits.max_tables_per_tenant", "8", "8"},
     {"limits.max_keys_per_tenant", "9", "9"},
     {"limits.max_schema_versions", "10", "10"},
     {"mvcc.history_retention", "0", "0ms"},
+    {"mvcc.max_snapshot_ttl", "2h", "2h"},
     {"jobs.threads", "3", "3"},
     {"jobs.flush_interval", "250ms", "250ms"},
     {"jobs.compaction_interval", "2m", "2m"},
@@ -703,6 +706,9 @@ START_TEST(test_reloadable_keys)
         "limits.max_header_bytes",
         "limits.max_inflight_body_bytes",
         "limits.max_query_rows",
+        "limits.query_timeout",
+        "limits.query_memory",
+        "mvcc.max_snapshot_ttl",
         "log.level",
         "log.access_log",
         "metrics.require_auth",
@@ -778,11 +784,14 @@ START_TEST(test_dump_defaults)
                                "limits.max_inflight_body_bytes: 1GiB\n"
                                "limits.max_header_bytes: 16KB\n"
                                "limits.max_query_rows: 100000\n"
+                               "limits.query_timeout: 30s\n"
+                               "limits.query_memory: 64MiB\n"
                                "limits.max_tenants: 10000\n"
                                "limits.max_tables_per_tenant: 1000\n"
                                "limits.max_schema_versions: 1000\n"
                                "limits.max_keys_per_tenant: 100\n"
                                "mvcc.history_retention: 1h\n"
+                               "mvcc.max_snapshot_ttl: 1d\n"
                                "jobs.threads: 2\n"
                                "jobs.flush_interval: 1s\n"
                                "jobs.compaction_interval: 10s\n"

@@ -293,6 +293,15 @@ START_TEST(test_parse_errors)
         {"{\"table\":\"f\",\"select\":[]}", "select: the query has no columns"},
         {"{\"table\":\"f\",\"group_by\":[\"origin\"],\"select\":[\"origin\",\"delay\"]}",
          "select[1]: 'delay' is neither a group_by field nor an aggregate"},
+        {"{\"table\":\"f\",\"group_by\":[\"origin\"],\"aggregates\":[{\"fn\":\"avg\","
+         "\"field\":\"delay\"}],\"select\":[\"origin\",\"dist\"]}",
+         "select[1]: 'dist' is neither a group_by field nor an aggregate"},
+        {"{\"table\":\"f\",\"group_by\":[\"origin\"],\"aggregates\":[{\"fn\":\"avg\","
+         "\"field\":\"delay\"}],\"select\":[\"avg_delay\",\"delay\"]}",
+         "select[1]: duplicate column: every aggregate of 'delay' is selected"},
+        {"{\"table\":\"f\",\"group_by\":[\"origin\"],\"aggregates\":[{\"fn\":\"avg\","
+         "\"field\":\"delay\"}],\"order_by\":[\"delay\"]}",
+         "order_by[0]: 'delay' is neither a group_by field nor an aggregate"},
         {"{\"table\":\"f\",\"group_by\":[\"origin\"],\"select\":[\"zz\"]}",
          "select[0]: unknown field 'zz'"},
         {"{\"table\":\"f\",\"group_by\":[\"origin\"],\"select\":[]}",
@@ -542,6 +551,24 @@ START_TEST(test_parse_plan)
     ck_assert_uint_eq(p->norder, 2);
     ck_assert(p->order[0].desc && p->order[0].ref.kind == QUERY_REF_AGG);
     ck_assert(!p->order[1].desc && p->order[1].ref.kind == QUERY_REF_BUCKET);
+    query_plan_free(p);
+
+    /* API.md's example: "delay" selects avg_delay, at its place. */
+    p = parse_ok(s,
+                 "{\"table\":\"f\",\"select\":[\"origin\",\"delay\"],\"group_by\":[\"origin\"],"
+                 "\"time_bucket\":{\"field\":\"ts\",\"width\":\"1h\",\"as\":\"hour\"},"
+                 "\"aggregates\":[{\"fn\":\"count\",\"as\":\"n\"},{\"fn\":\"avg\",\"field\":"
+                 "\"delay\",\"as\":\"avg_delay\"},{\"fn\":\"max\",\"field\":\"delay\"}],"
+                 "\"order_by\":[{\"field\":\"avg_delay\",\"dir\":\"desc\"}],\"limit\":100}",
+                 NULL);
+    ck_assert_uint_eq(p->ncols, 5);
+    ck_assert_str_eq(p->cols[0].name, "origin");
+    ck_assert_str_eq(p->cols[1].name, "avg_delay");
+    ck_assert_int_eq(p->cols[1].ref.kind, QUERY_REF_AGG);
+    ck_assert_uint_eq(p->cols[1].ref.index, 1);
+    ck_assert_str_eq(p->cols[2].name, "max_delay");
+    ck_assert_str_eq(p->cols[3].name, "hour");
+    ck_assert_str_eq(p->cols[4].name, "n");
     query_plan_free(p);
 
     /* Without select: group fields, bucket, aggregates. */
@@ -906,6 +933,18 @@ START_TEST(test_group_by)
               "\"field\":\"delay\",\"as\":\"m\"}],\"order_by\":[\"m\"]}",
               "{\"origin\":\"LAX\",\"m\":10}\n{\"origin\":\"SFO\",\"m\":10}\n{\"origin\":null,"
               "\"m\":30}");
+    /*
+     * A select naming an aggregated field (API.md's example): the
+     * aggregates of that field at its place, the others after.
+     */
+    CHECK_RUN(&t,
+              "{\"table\":\"f\",\"select\":[\"delay\",\"origin\"],\"group_by\":[\"origin\"],"
+              "\"aggregates\":[{\"fn\":\"count\",\"as\":\"n\"},{\"fn\":\"avg\",\"field\":"
+              "\"delay\",\"as\":\"avg_delay\"},{\"fn\":\"max\",\"field\":\"delay\"}],"
+              "\"order_by\":[{\"field\":\"avg_delay\",\"dir\":\"desc\"}]}",
+              "{\"avg_delay\":30.0,\"max_delay\":30,\"origin\":null,\"n\":1}\n"
+              "{\"avg_delay\":10.0,\"max_delay\":10,\"origin\":\"LAX\",\"n\":2}\n"
+              "{\"avg_delay\":2.5,\"max_delay\":10,\"origin\":\"SFO\",\"n\":3}");
     /* A filter before grouping. */
     CHECK_RUN(&t,
               "{\"table\":\"f\",\"where\":{\"field\":\"ok\",\"op\":\"=\",\"value\":true},"
