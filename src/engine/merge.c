@@ -88,6 +88,8 @@ struct merge {
     size_t lk_len;            /* its length */
     size_t lk_cap;            /* bytes allocated */
     bool have_lk;             /* lk is set */
+    bool solo;                /* read mode: one source left, past every key
+                               * taken so far: its keys need no comparing */
     uint64_t last_ver;        /* compaction: version of the key's previous entry */
     bool le_seen;             /* compaction: the key's newest <= H was seen */
     bool tomb_dropped;        /* compaction: that one was a tombstone dropped at the bottom */
@@ -317,9 +319,17 @@ static enum gc_action gc(struct merge *m, const struct merge_rec *r)
 /* Read mode: whether the root's entry r is yielded; false with m->status on error. */
 static bool read_take(struct merge *m, const struct merge_rec *r, uint32_t idx)
 {
-    if (same_key(m, r))
-        return false;
-    save_key(m, r);
+    /*
+     * A read-mode source yields each key once, so once only one source is
+     * left and its entry is past the last key taken, nothing is compared
+     * or copied any more (the common case: one segment, empty memtables).
+     */
+    if (!m->solo || m->nheap != 1) {
+        if (same_key(m, r))
+            return false;
+        save_key(m, r);
+        m->solo = m->nheap == 1;
+    }
     if (r->tombstone)
         return false;
     if (m->nhiders && m->hiders[0] < idx && hidden(m, idx, r)) {
