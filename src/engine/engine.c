@@ -640,7 +640,7 @@ static enum st_status submit(engine *e, struct pending *p, uint16_t type, struct
 static void maybe_rotate_memtable(engine *e)
 {
     if (memtable_bytes(e->active) >= e->opts.memtable_size)
-        engine__rotate(e);
+        engine__rotate(e, true);
 }
 
 /* Puts one row or tombstone at version. */

@@ -157,8 +157,12 @@ enum st_status engine__store_open(engine *e, struct err *err); /* before replay 
 void engine__store_start(engine *e);                           /* after replay: jobs */
 void engine__store_stop(engine *e);                            /* stops jobs */
 void engine__store_free(engine *e);
-/* Freezes the active memtable into the frozen list (loop thread) and kicks the flush. */
-void engine__rotate(engine *e);
+/*
+ * Freezes the active memtable into the frozen list (loop thread) and,
+ * with kick, wakes the flush task (an admin request leaves the flush to
+ * its own task, which then reports it).
+ */
+void engine__rotate(engine *e, bool kick);
 /* The newest version at or before wall time ms by the clock samples (0: unknown). */
 uint64_t engine__version_at(engine *e, int64_t wall_ms);
 /* Counts a corrupt block seen by a read. */

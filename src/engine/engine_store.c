@@ -402,11 +402,12 @@ out:
 /* ------------------------------------------------------------------ */
 /* Flush */
 
-void engine__rotate(engine *e)
+void engine__rotate(engine *e, bool kick)
 {
     struct memtable_opts mo;
     struct memtable *old = e->active;
     bool sync_flush;
+    size_t nfrozen;
 
     memset(&mo, 0, sizeof(mo));
     mo.expect_keys = (size_t)ST_MIN(e->opts.memtable_size / 130, 1u << 22);
@@ -418,10 +419,12 @@ void engine__rotate(engine *e)
     e->nfrozen++;
     e->active = memtable_new(&mo);
     sync_flush = !e->jobs && e->nfrozen > e->max_frozen;
+    nfrozen = e->nfrozen;
     pthread_mutex_unlock(&e->mt_lock);
-    log_debug("engine memtable frozen frozen=%zu", e->nfrozen);
+    log_debug("engine memtable frozen frozen=%zu", nfrozen);
     if (e->jobs) {
-        jobs_kick(e->t_flush);
+        if (kick)
+            jobs_kick(e->t_flush);
     } else if (sync_flush) {
         /* Recovery: no workers yet; keep memory bounded by flushing here. */
         struct engine_job_result res;
@@ -924,7 +927,7 @@ static void request(engine *e, struct engine__compact_req *r)
     /* Everything written so far goes into the flush. */
     memtable_get_stats(e->active, &st);
     if (st.entries)
-        engine__rotate(e);
+        engine__rotate(e, false);
     pthread_mutex_lock(&e->store_lock);
     r->next = e->compact_reqs;
     e->compact_reqs = r;
