@@ -84,6 +84,7 @@ struct engine__store_metrics {
     struct metric_series *checkpoints;
     struct metric_series *checkpoint_ts;
     struct metric_series *wal_removed;
+    struct metric_series *wal_disk;
     struct metric_series *corrupt;
 };
 
@@ -129,6 +130,9 @@ static void declare_store_metrics(engine *e)
     COUNTER(corrupt, "strata_segment_corruptions_total",
             "Damaged segment blocks found by reads (see the log for file and offset).");
 #undef COUNTER
+    sm->wal_disk = metric_series_get(
+        metrics_gauge(m, "strata_wal_disk_bytes",
+                      "Bytes of WAL files on disk (pre-allocated files count whole).", NULL));
     sm->checkpoint_ts = metric_series_get(
         metrics_gauge(m, "strata_last_checkpoint_timestamp_seconds",
                       "Wall time of the last checkpoint (0: none since start).", NULL));
@@ -552,6 +556,17 @@ static enum st_status flush_all(engine *e, struct engine_job_result *res, struct
 /* ------------------------------------------------------------------ */
 /* Checkpoint */
 
+/* Bytes of WAL files on disk: files are pre-allocated to their full size. */
+static uint64_t wal_disk_bytes(engine *e)
+{
+    struct wal_stats ws;
+
+    if (!e->wal)
+        return 0;
+    wal_get_stats(e->wal, &ws);
+    return ws.files * (e->opts.wal_file_size ? e->opts.wal_file_size : WAL_DEFAULT_FILE_SIZE);
+}
+
 static enum st_status checkpoint(engine *e, struct engine_job_result *res, struct err *err)
 {
     struct catalog_snap *snap;
@@ -597,6 +612,7 @@ static enum st_status checkpoint(engine *e, struct engine_job_result *res, struc
         metric_inc(e->sm->checkpoints);
         add_metric(e->sm->wal_removed, (double)removed);
         metric_set(e->sm->checkpoint_ts, (double)time_wall_ms() / 1000.0);
+        metric_set(e->sm->wal_disk, (double)wal_disk_bytes(e));
     }
     log_debug("engine checkpoint upto=%llu wal_files_removed=%zu", (unsigned long long)upto,
               removed);
@@ -979,7 +995,6 @@ void engine_checkpoint(engine *e, engine_job_fn done, void *arg)
 void engine_storage_stats(engine *e, struct engine_storage_stats *out)
 {
     const struct manifest_version *mv = manifest_acquire(e->man);
-    struct wal_stats ws;
 
     memset(out, 0, sizeof(*out));
     out->segments = mv->segments;
@@ -996,11 +1011,7 @@ void engine_storage_stats(engine *e, struct engine_storage_stats *out)
     for (size_t i = 0; i < e->nfrozen; i++)
         out->memtable_bytes += memtable_bytes(e->frozen[i]);
     pthread_mutex_unlock(&e->mt_lock);
-    if (e->wal) {
-        wal_get_stats(e->wal, &ws);
-        out->wal_bytes =
-            ws.files * (e->opts.wal_file_size ? e->opts.wal_file_size : WAL_DEFAULT_FILE_SIZE);
-    }
+    out->wal_bytes = wal_disk_bytes(e);
     pthread_mutex_lock(&e->store_lock);
     out->last_checkpoint_ms = e->last_checkpoint_ms;
     pthread_mutex_unlock(&e->store_lock);
