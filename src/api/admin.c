@@ -11,6 +11,9 @@
  *   POST /v1/admin/checkpoint  flushes memtables, saves the catalog and
  *                              trims the WAL (engine_checkpoint()); same
  *                              answers
+ *   POST /v1/admin/backup      {"path": "/abs/new/dir"}: a consistent copy
+ *                              of the data directory made while the server
+ *                              runs (engine_backup()); same answers
  *
  * The work runs on the engine's worker threads; the answer comes back
  * through the loop. A client that leaves meanwhile gets nothing (httpd
@@ -86,13 +89,14 @@ static void job_done(void *arg, const struct engine_job_result *r)
     }
     api__reply_json(
         req, 200,
-        json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "status", "done",
+        json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "status", "done",
                   "memtables_flushed", (json_int_t)r->memtables_flushed, "segments_written",
                   (json_int_t)r->segments_written, "segments_removed",
                   (json_int_t)r->segments_removed, "bytes_read", (json_int_t)r->bytes_read,
                   "bytes_written", (json_int_t)r->bytes_written, "versions_dropped",
                   (json_int_t)r->versions_dropped, "wal_files_removed",
-                  (json_int_t)r->wal_files_removed, "elapsed_ms", (json_int_t)r->elapsed_ms));
+                  (json_int_t)r->wal_files_removed, "files_copied", (json_int_t)r->files_copied,
+                  "elapsed_ms", (json_int_t)r->elapsed_ms));
 }
 
 /*
@@ -175,6 +179,34 @@ static void handle_compact(struct httpd_req *req, void *arg)
         reply_started(req);
 }
 
+static void handle_backup(struct httpd_req *req, void *arg)
+{
+    struct server *srv = arg;
+    const char *path;
+    json_t *o;
+    bool wait;
+
+    if (!api_require_admin(req, srv) || !api__engine(req, srv) || !wait_arg(req, &wait))
+        return;
+    if (!(o = api__body_object(req)))
+        return;
+    if (json_object_size(o) != 1 || !name_member(req, o, "path", &path)) {
+        if (json_object_size(o) != 1)
+            httpd_reply_error(req, 400, "bad_request", "the body must be {\"path\": \"...\"}");
+        json_decref(o);
+        return;
+    }
+    if (!path || !path[0]) {
+        httpd_reply_error(req, 400, "bad_request", "path must be a non-empty string");
+        json_decref(o);
+        return;
+    }
+    engine_backup(srv->engine, path, job_done, wait ? req : NULL);
+    json_decref(o);
+    if (!wait)
+        reply_started(req);
+}
+
 static void handle_checkpoint(struct httpd_req *req, void *arg)
 {
     struct server *srv = arg;
@@ -195,4 +227,6 @@ void api__register_admin(struct server *srv)
                 handle_compact, srv);
     httpd_route(srv->http, HTTPD_ON_QUERY, HTTPD_M_POST, "/v1/admin/checkpoint", "admin_checkpoint",
                 handle_checkpoint, srv);
+    httpd_route(srv->http, HTTPD_ON_QUERY, HTTPD_M_POST, "/v1/admin/backup", "admin_backup",
+                handle_backup, srv);
 }

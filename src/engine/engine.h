@@ -116,9 +116,10 @@ struct engine_job_result {
     uint64_t segments_written;  /* segments created (flush and compaction) */
     uint64_t segments_removed;  /* segments deleted (merged or dropped) */
     uint64_t bytes_read;        /* segment bytes read by compaction */
-    uint64_t bytes_written;     /* segment bytes written */
+    uint64_t bytes_written;     /* segment bytes written (a backup: bytes copied) */
     uint64_t versions_dropped;  /* versions, tombstones and expired rows dropped */
     uint64_t wal_files_removed; /* by the checkpoint */
+    uint64_t files_copied;      /* by a backup */
     uint64_t elapsed_ms;        /* wall time of the work */
 };
 
@@ -140,6 +141,16 @@ void engine_compact(engine *e, const char *tenant, const char *table, engine_job
  * files that are no longer needed. done runs on the loop thread.
  */
 void engine_checkpoint(engine *e, engine_job_fn done, void *arg);
+
+/*
+ * Copies the data directory, consistently, into a new directory path
+ * (absolute; its parent must exist) while reads and writes go on; a
+ * server started on path recovers the state as of some moment during the
+ * copy, with every write acknowledged before the call. done runs on the
+ * loop thread: ST_EEXIST when path exists, ST_EINVAL when it is not
+ * absolute, ST_EIO on a copy failure (the partial copy is left).
+ */
+void engine_backup(engine *e, const char *path, engine_job_fn done, void *arg);
 
 /* What is stored, for /v1/admin/status. */
 struct engine_storage_stats {

@@ -88,6 +88,7 @@ struct engine {
     struct jobs_task *t_flush;      /* flush frozen memtables */
     struct jobs_task *t_compact;    /* compaction, retention, dropped tables */
     struct jobs_task *t_checkpoint; /* catalog + idempotency checkpoint, WAL trim */
+    struct jobs_task *t_backup;     /* online backups */
     pthread_mutex_t idem_lock;      /* held by the loop thread while it changes
                                      * the idempotency table, by the checkpoint
                                      * while it reads it */
@@ -100,6 +101,7 @@ struct engine {
     size_t clock_cap;
     uint64_t idem_version;      /* the idempotency checkpoint covers commits <= this */
     int64_t last_checkpoint_ms; /* wall time of the last checkpoint; 0: none */
+    size_t backups;             /* backups running: the WAL is not trimmed meanwhile */
     struct engine__compact_req *compact_reqs; /* on-demand compactions waiting */
     struct engine__retention_mark *retention; /* compaction task only */
     size_t nretention;

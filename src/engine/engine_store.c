@@ -58,12 +58,19 @@
 #define MAX_LEVEL_LABEL   10 /* levels >= this share the last label */
 #define CLOCK_MIN_STEP_MS 1000
 
-/* An on-demand compaction or checkpoint waiting for its task. */
+enum req_kind {
+    REQ_COMPACT,
+    REQ_CHECKPOINT,
+    REQ_BACKUP,
+};
+
+/* An on-demand compaction, checkpoint or backup waiting for its task. */
 struct engine__compact_req {
     struct engine__compact_req *next;
-    bool checkpoint;    /* a checkpoint, else a compaction */
+    enum req_kind kind; /* which task takes it */
     char *tenant;       /* compaction: NULL for every tenant */
     char *table;        /* compaction: NULL for every table */
+    char *path;         /* backup: the new directory */
     engine_job_fn done; /* answered on the loop thread */
     void *arg;
     struct engine_job_result res;
@@ -573,7 +580,7 @@ static enum st_status checkpoint(engine *e, struct engine_job_result *res, struc
     const struct manifest_version *mv;
     struct strbuf idem = STRBUF_INIT;
     uint64_t visible, pending, covered, upto;
-    size_t removed = 0;
+    size_t removed = 0, backup;
     enum st_status rc;
 
     if (!e->wal)
@@ -601,7 +608,11 @@ static enum st_status checkpoint(engine *e, struct engine_job_result *res, struc
     mv = manifest_acquire(e->man);
     upto = ST_MIN(mv->flushed_version, covered);
     manifest_version_release(mv);
-    rc = wal_trim(e->wal, upto, &removed, err);
+    pthread_mutex_lock(&e->store_lock);
+    backup = e->backups;
+    pthread_mutex_unlock(&e->store_lock);
+    /* A backup copies the WAL after the manifest it pinned: keep it whole meanwhile. */
+    rc = backup ? ST_OK : wal_trim(e->wal, upto, &removed, err);
     if (rc)
         return rc;
     res->wal_files_removed += removed;
@@ -819,6 +830,7 @@ static void answer_req(void *arg)
     r->done(r->arg, &r->res);
     free(r->tenant);
     free(r->table);
+    free(r->path);
     free(r);
 }
 
@@ -830,7 +842,7 @@ static void post_req(engine *e, struct engine__compact_req *r)
 }
 
 /* Takes the waiting requests of one kind, in arrival order. */
-static struct engine__compact_req *take_reqs(engine *e, bool checkpoints)
+static struct engine__compact_req *take_reqs(engine *e, enum req_kind kind)
 {
     struct engine__compact_req *out = NULL, **tail = &out, **pp;
 
@@ -839,7 +851,7 @@ static struct engine__compact_req *take_reqs(engine *e, bool checkpoints)
     while (*pp) {
         struct engine__compact_req *r = *pp;
 
-        if (r->checkpoint == checkpoints) {
+        if (r->kind == kind) {
             *pp = r->next;
             r->next = NULL;
             *tail = r;
@@ -870,7 +882,7 @@ static void flush_task(void *arg)
 static void checkpoint_task(void *arg)
 {
     engine *e = arg;
-    struct engine__compact_req *reqs = take_reqs(e, true);
+    struct engine__compact_req *reqs = take_reqs(e, REQ_CHECKPOINT);
     struct engine_job_result res;
     enum st_status rc = ST_OK;
     struct err err;
@@ -897,7 +909,7 @@ static void checkpoint_task(void *arg)
 static void compact_task(void *arg)
 {
     engine *e = arg;
-    struct engine__compact_req *reqs = take_reqs(e, false);
+    struct engine__compact_req *reqs = take_reqs(e, REQ_COMPACT);
     struct engine_job_result res, before;
     enum st_status rc = ST_OK;
     struct err err;
@@ -934,6 +946,245 @@ static void compact_task(void *arg)
 }
 
 /* ------------------------------------------------------------------ */
+/* Online backup */
+
+/* Copies the file src to dst (created, mode), fsynced; adds its bytes to *bytes. */
+static enum st_status copy_file(struct fs *fs, const char *src, const char *dst, unsigned mode,
+                                uint64_t *bytes, struct err *err)
+{
+    enum st_status rc = ST_OK;
+    uint64_t size, off = 0;
+    char *buf = NULL;
+    int in, out = -1;
+
+    in = fs->open(fs, src, O_RDONLY, 0);
+    if (in < 0)
+        return err_set_errno(err, ST_EIO, errno, "cannot open '%s'", src);
+    if (fs->fsize(fs, in, &size) < 0) {
+        rc = err_set_errno(err, ST_EIO, errno, "cannot stat '%s'", src);
+        goto out;
+    }
+    out = fs->open(fs, dst, O_WRONLY | O_CREAT | O_EXCL, mode);
+    if (out < 0) {
+        rc = err_set_errno(err, ST_EIO, errno, "cannot create '%s'", dst);
+        goto out;
+    }
+    buf = xmalloc(1u << 20);
+    while (off < size) {
+        size_t n = (size_t)ST_MIN(size - off, (uint64_t)(1u << 20)), got = 0;
+
+        if (fs_pread_full(fs, in, buf, n, off, &got) < 0 && !got) {
+            rc = err_set_errno(err, ST_EIO, errno, "cannot read '%s'", src);
+            goto out;
+        }
+        if (!got)
+            break; /* the file shrank: copy what there was */
+        if (fs_pwrite_full(fs, out, buf, got, off) < 0) {
+            rc = err_set_errno(err, ST_EIO, errno, "cannot write '%s'", dst);
+            goto out;
+        }
+        off += got;
+    }
+    if (fs->fsync(fs, out) < 0)
+        rc = err_set_errno(err, ST_EIO, errno, "cannot sync '%s'", dst);
+    *bytes += off;
+out:
+    free(buf);
+    if (out >= 0)
+        fs->close(fs, out);
+    fs->close(fs, in);
+    return rc;
+}
+
+/* Copies DATA_DIR/name to DIR/name when it exists. */
+static enum st_status copy_named(engine *e, const char *dir, const char *name, unsigned mode,
+                                 bool optional, struct engine_job_result *res, struct err *err)
+{
+    struct strbuf src = STRBUF_INIT, dst = STRBUF_INIT;
+    enum st_status rc;
+    int fd;
+
+    strbuf_addf(&src, "%s/%s", e->data_dir, name);
+    strbuf_addf(&dst, "%s/%s", dir, name);
+    fd = optional ? e->fs->open(e->fs, src.buf, O_RDONLY, 0) : 0;
+    if (optional && fd < 0 && errno == ENOENT) {
+        rc = ST_OK;
+    } else {
+        if (optional && fd >= 0)
+            e->fs->close(e->fs, fd);
+        rc = copy_file(e->fs, src.buf, dst.buf, mode, &res->bytes_written, err);
+        if (rc == ST_OK)
+            res->files_copied++;
+    }
+    strbuf_release(&src);
+    strbuf_release(&dst);
+    return rc;
+}
+
+/* The manifest file of version mv (what a restore opens). */
+static void manifest_bytes(const struct manifest_version *mv, struct strbuf *out)
+{
+    struct manifest_image img;
+    size_t n = 0;
+
+    memset(&img, 0, sizeof(img));
+    img.generation = mv->generation;
+    img.flushed_version = mv->flushed_version;
+    img.floor = mv->floor;
+    img.next_id = mv->next_id;
+    img.segs = mv->segments ? calloc_array(mv->segments, sizeof(*img.segs)) : NULL;
+    for (size_t t = 0; t < mv->ntables; t++) {
+        for (size_t i = 0; i < mv->tables[t].nsegs; i++) {
+            img.segs[n].id = mv->tables[t].segs[i]->id;
+            img.segs[n].table_id = mv->tables[t].segs[i]->table_id;
+            img.segs[n].level = mv->tables[t].segs[i]->level;
+            n++;
+        }
+    }
+    img.nsegs = n;
+    img.clock = mv->nclock ? calloc_array(mv->nclock, sizeof(*img.clock)) : NULL;
+    if (mv->nclock)
+        memcpy(img.clock, mv->clock, mv->nclock * sizeof(*img.clock));
+    img.nclock = mv->nclock;
+    strbuf_reset(out);
+    manifest_encode(&img, out);
+    manifest_image_release(&img);
+}
+
+/*
+ * A consistent copy of the data directory into dir, while writes go on:
+ * with WAL trimming held off, the checkpoints (catalog, idempotency) are
+ * copied first, then the segments of a pinned manifest version and that
+ * manifest, then every WAL file. Whatever the WAL gains during the copy
+ * is either whole in the copy or a torn tail that recovery cuts; what it
+ * held before is all there, and so is everything the segments do not.
+ */
+static enum st_status backup(engine *e, const char *dir, struct engine_job_result *res,
+                             struct err *err)
+{
+    const struct manifest_version *mv;
+    struct strbuf a = STRBUF_INIT, b = STRBUF_INIT;
+    char **names = NULL;
+    size_t nnames = 0;
+    enum st_status rc;
+
+    if (e->fs->mkdir(e->fs, dir, 0700) < 0)
+        return err_set_errno(err, errno == EEXIST ? ST_EEXIST : ST_EIO, errno,
+                             "cannot create backup directory '%s'", dir);
+    strbuf_addf(&a, "%s/segments", dir);
+    strbuf_addf(&b, "%s/wal", dir);
+    if (e->fs->mkdir(e->fs, a.buf, 0755) < 0 || e->fs->mkdir(e->fs, b.buf, 0755) < 0) {
+        rc = err_set_errno(err, ST_EIO, errno, "cannot create directories in '%s'", dir);
+        goto out_bufs;
+    }
+    pthread_mutex_lock(&e->store_lock);
+    e->backups++;
+    pthread_mutex_unlock(&e->store_lock);
+    mv = manifest_acquire(e->man);
+    if ((rc = copy_named(e, dir, "catalog.json", 0644, true, res, err)) ||
+        (rc = copy_named(e, dir, "idempotency", 0644, true, res, err)) ||
+        (rc = copy_named(e, dir, "secret", 0600, false, res, err)) ||
+        (rc = copy_named(e, dir, "admin_token", 0600, true, res, err)))
+        goto out;
+    for (size_t t = 0; t < mv->ntables && !rc; t++) {
+        for (size_t i = 0; i < mv->tables[t].nsegs && !rc; i++) {
+            const char *src = segment_path(mv->tables[t].segs[i]->seg);
+            const char *base = strrchr(src, '/');
+
+            strbuf_reset(&a);
+            strbuf_addf(&a, "%s/segments/%s", dir, base ? base + 1 : src);
+            rc = copy_file(e->fs, src, a.buf, 0644, &res->bytes_written, err);
+            res->files_copied++;
+        }
+    }
+    if (rc)
+        goto out;
+    manifest_bytes(mv, &b);
+    strbuf_reset(&a);
+    strbuf_addf(&a, "%s/MANIFEST", dir);
+    if ((rc = fs_write_atomic(e->fs, a.buf, b.buf, b.len, 0644, err)))
+        goto out;
+    res->files_copied++;
+    if (e->fs->list_dir(e->fs, e->wal_dir, &names, &nnames) < 0) {
+        rc = err_set_errno(err, ST_EIO, errno, "cannot list '%s'", e->wal_dir);
+        goto out;
+    }
+    for (size_t i = 0; i < nnames && !rc; i++) {
+        size_t l = strlen(names[i]);
+
+        if (l < 4 || strcmp(names[i] + l - 4, ".log") != 0)
+            continue;
+        strbuf_reset(&a);
+        strbuf_reset(&b);
+        strbuf_addf(&a, "%s/%s", e->wal_dir, names[i]);
+        strbuf_addf(&b, "%s/wal/%s", dir, names[i]);
+        rc = copy_file(e->fs, a.buf, b.buf, 0644, &res->bytes_written, err);
+        res->files_copied++;
+    }
+    fs_names_free(names, nnames);
+    if (rc)
+        goto out;
+    strbuf_reset(&a);
+    strbuf_addf(&a, "%s/segments", dir);
+    strbuf_reset(&b);
+    strbuf_addf(&b, "%s/wal", dir);
+    if (e->fs->fsync_dir(e->fs, a.buf) < 0 || e->fs->fsync_dir(e->fs, b.buf) < 0 ||
+        e->fs->fsync_dir(e->fs, dir) < 0)
+        rc = err_set_errno(err, ST_EIO, errno, "cannot sync the directories of '%s'", dir);
+out:
+    manifest_version_release(mv);
+    pthread_mutex_lock(&e->store_lock);
+    e->backups--;
+    pthread_mutex_unlock(&e->store_lock);
+    if (rc == ST_OK)
+        log_info("engine backup done dir='%s' files=%llu bytes=%llu", dir,
+                 (unsigned long long)res->files_copied, (unsigned long long)res->bytes_written);
+    else
+        log_error("engine backup to '%s' failed: %s", dir, err->msg);
+out_bufs:
+    strbuf_release(&a);
+    strbuf_release(&b);
+    return rc;
+}
+
+static void backup_task(void *arg)
+{
+    engine *e = arg;
+    struct engine__compact_req *reqs = take_reqs(e, REQ_BACKUP);
+
+    while (reqs) {
+        struct engine__compact_req *r = reqs;
+
+        reqs = r->next;
+        memset(&r->res, 0, sizeof(r->res));
+        r->res.st = backup(e, r->path, &r->res, &r->res.err);
+        post_req(e, r);
+    }
+}
+
+void engine_backup(engine *e, const char *path, engine_job_fn done, void *arg)
+{
+    struct engine__compact_req *r = xcalloc(1, sizeof(*r));
+
+    r->start_ns = time_mono_ns();
+    r->kind = REQ_BACKUP;
+    r->done = done;
+    r->arg = arg;
+    if (path[0] != '/') {
+        r->res.st = err_set(&r->res.err, ST_EINVAL, "the backup path must be absolute");
+        done(arg, &r->res);
+        free(r);
+        return;
+    }
+    r->path = xstrdup(path);
+    pthread_mutex_lock(&e->store_lock);
+    r->next = e->compact_reqs;
+    e->compact_reqs = r;
+    pthread_mutex_unlock(&e->store_lock);
+    jobs_kick(e->t_backup);
+}
+
+/* ------------------------------------------------------------------ */
 /* Requests from the loop thread */
 
 static void request(engine *e, struct engine__compact_req *r)
@@ -948,7 +1199,9 @@ static void request(engine *e, struct engine__compact_req *r)
     r->next = e->compact_reqs;
     e->compact_reqs = r;
     pthread_mutex_unlock(&e->store_lock);
-    jobs_kick(r->checkpoint ? e->t_checkpoint : e->t_compact);
+    jobs_kick(r->kind == REQ_CHECKPOINT ? e->t_checkpoint
+              : r->kind == REQ_BACKUP   ? e->t_backup
+                                        : e->t_compact);
 }
 
 void engine_compact(engine *e, const char *tenant, const char *table, engine_job_fn done, void *arg)
@@ -986,7 +1239,7 @@ void engine_checkpoint(engine *e, engine_job_fn done, void *arg)
     struct engine__compact_req *r = xcalloc(1, sizeof(*r));
 
     r->start_ns = time_mono_ns();
-    r->checkpoint = true;
+    r->kind = REQ_CHECKPOINT;
     r->done = done;
     r->arg = arg;
     request(e, r);
@@ -1101,6 +1354,7 @@ void engine__store_start(engine *e)
                                manual                           ? 0
                                : e->opts.checkpoint_interval_ms ? e->opts.checkpoint_interval_ms
                                                                 : 60000);
+    e->t_backup = jobs_add(e->jobs, "backup", backup_task, e, 0);
     if (e->nfrozen)
         jobs_kick(e->t_flush);
 }
