@@ -102,6 +102,7 @@ struct engine {
     uint64_t idem_version;      /* the idempotency checkpoint covers commits <= this */
     int64_t last_checkpoint_ms; /* wall time of the last checkpoint; 0: none */
     size_t backups;             /* backups running: the WAL is not trimmed meanwhile */
+    volatile int stopping;      /* set by engine__store_stop(): long jobs give up (atomic) */
     struct engine__compact_req *compact_reqs; /* on-demand compactions waiting */
     struct engine__retention_mark *retention; /* compaction task only */
     size_t nretention;

@@ -370,7 +370,11 @@ static enum st_status write_segment(engine *e, const struct catalog_table *tb, s
                                 r.tombstone ? NULL : row, err);
         if (rc)
             goto out_abort;
-        n++;
+        /* Shutdown does not wait for a long merge: the inputs stay as they are. */
+        if (!(++n & 4095) && __atomic_load_n(&e->stopping, __ATOMIC_RELAXED)) {
+            rc = err_set(err, ST_ESHUTDOWN, "the server is shutting down");
+            goto out_abort;
+        }
     }
     rc = merge_status(m, err);
     if (rc) {
@@ -1365,6 +1369,7 @@ void engine__store_stop(engine *e)
 
     if (!e->jobs)
         return;
+    __atomic_store_n(&e->stopping, 1, __ATOMIC_RELAXED);
     jobs_free(e->jobs);
     e->jobs = NULL;
     /* Requests no task took: answered here, on the loop thread. */
