@@ -1076,6 +1076,8 @@ void engine_ingest(engine *e, const char *tenant, const char *table, const char 
         }
     }
     rc = check_writable(e, &err);
+    if (!rc)
+        rc = engine__check_storage_quota(e, snap, catalog_table_tenant_id(tb), &err);
     if (rc) {
         ingest_fail(done, arg, rc, &err);
         goto out;
@@ -1351,6 +1353,12 @@ void engine_txn(engine *e, const char *tenant, const struct engine_txn *t, engin
         goto out;
     }
     rc = check_writable(e, &err);
+    for (size_t i = 0; rc == ST_OK && i < nops; i++) {
+        if (t->ops[i].op == ENGINE_TXN_UPSERT) {
+            rc = engine__check_storage_quota(e, snap, catalog_tenant_id(tn), &err);
+            break;
+        }
+    }
     if (rc) {
         txn_answer(done, arg, rc, &err, NULL);
         goto out;

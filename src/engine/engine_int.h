@@ -28,6 +28,12 @@ struct jobs;
 struct jobs_task;
 struct engine__compact_req;
 
+/* Segment bytes of one tenant. */
+struct engine__usage {
+    uint64_t tenant_id;
+    uint64_t bytes;
+};
+
 /* Retention compactions are rate limited per table. */
 struct engine__retention_mark {
     uint64_t table_id;
@@ -99,10 +105,12 @@ struct engine {
     struct manifest_clock *clock;   /* version clock samples, ascending */
     size_t nclock;
     size_t clock_cap;
-    uint64_t idem_version;      /* the idempotency checkpoint covers commits <= this */
-    int64_t last_checkpoint_ms; /* wall time of the last checkpoint; 0: none */
-    size_t backups;             /* backups running: the WAL is not trimmed meanwhile */
-    volatile int stopping;      /* set by engine__store_stop(): long jobs give up (atomic) */
+    uint64_t idem_version;       /* the idempotency checkpoint covers commits <= this */
+    int64_t last_checkpoint_ms;  /* wall time of the last checkpoint; 0: none */
+    size_t backups;              /* backups running: the WAL is not trimmed meanwhile */
+    struct engine__usage *usage; /* segment bytes per tenant (under store_lock) */
+    size_t nusage;
+    volatile int stopping; /* set by engine__store_stop(): long jobs give up (atomic) */
     struct engine__compact_req *compact_reqs; /* on-demand compactions waiting */
     struct engine__retention_mark *retention; /* compaction task only */
     size_t nretention;
@@ -168,6 +176,15 @@ void engine__store_free(engine *e);
 void engine__rotate(engine *e, bool kick);
 /* The newest version at or before wall time ms by the clock samples (0: unknown). */
 uint64_t engine__version_at(engine *e, int64_t wall_ms);
+/*
+ * ST_EQUOTA (err set) when the tenant's segments hold at least its
+ * max_storage_bytes quota (bytes as of the last flush or compaction);
+ * ST_OK otherwise or without a quota.
+ */
+enum st_status engine__check_storage_quota(engine *e, struct catalog_snap *snap, uint64_t tenant_id,
+                                           struct err *err);
+/* Bytes of segments of the tenant, as of the last flush or compaction. */
+uint64_t engine__tenant_bytes(engine *e, uint64_t tenant_id);
 /* Counts a corrupt block seen by a read. */
 void engine__count_corruption(engine *e);
 

@@ -152,15 +152,87 @@ static void add_metric(struct metric_series *s, double v)
         metric_add(s, v);
 }
 
-/* Sets the per-level gauges from the current manifest. */
+/* Recomputes the segment bytes per tenant from v (for storage quotas). */
+static void update_usage(engine *e, const struct manifest_version *v)
+{
+    struct catalog_snap *snap = catalog_acquire(e->cat);
+    struct engine__usage *u = v->ntables ? calloc_array(v->ntables, sizeof(*u)) : NULL;
+    size_t n = 0;
+
+    for (size_t t = 0; t < v->ntables; t++) {
+        const struct catalog_table *tb = catalog_find_table_by_id(snap, v->tables[t].table_id);
+        uint64_t tenant, bytes = 0;
+        size_t k;
+
+        if (!tb)
+            continue;
+        tenant = catalog_table_tenant_id(tb);
+        for (size_t i = 0; i < v->tables[t].nsegs; i++)
+            bytes += v->tables[t].segs[i]->info.file_bytes;
+        for (k = 0; k < n && u[k].tenant_id != tenant; k++)
+            ;
+        if (k == n)
+            u[n++].tenant_id = tenant;
+        u[k].bytes += bytes;
+    }
+    catalog_release(snap);
+    pthread_mutex_lock(&e->store_lock);
+    free(e->usage);
+    e->usage = u;
+    e->nusage = n;
+    pthread_mutex_unlock(&e->store_lock);
+}
+
+uint64_t engine__tenant_bytes(engine *e, uint64_t tenant_id)
+{
+    uint64_t bytes = 0;
+
+    pthread_mutex_lock(&e->store_lock);
+    for (size_t i = 0; i < e->nusage; i++)
+        if (e->usage[i].tenant_id == tenant_id)
+            bytes = e->usage[i].bytes;
+    pthread_mutex_unlock(&e->store_lock);
+    return bytes;
+}
+
+enum st_status engine__check_storage_quota(engine *e, struct catalog_snap *snap, uint64_t tenant_id,
+                                           struct err *err)
+{
+    uint32_t n = catalog_ntenants(snap);
+    uint64_t quota = 0, used;
+    const char *name = "";
+
+    for (uint32_t i = 0; i < n; i++) {
+        const struct catalog_tenant *t = catalog_tenant_at(snap, i);
+
+        if (catalog_tenant_id(t) == tenant_id) {
+            quota = catalog_tenant_quotas(t).max_storage_bytes;
+            name = catalog_tenant_name(t);
+            break;
+        }
+    }
+    if (!quota)
+        return ST_OK;
+    used = engine__tenant_bytes(e, tenant_id);
+    if (used < quota)
+        return ST_OK;
+    return err_set(err, ST_EQUOTA,
+                   "tenant '%s' stores %llu bytes, at or over its storage quota of %llu bytes",
+                   name, (unsigned long long)used, (unsigned long long)quota);
+}
+
+/* Sets the per-level gauges and the per-tenant usage from the current manifest. */
 static void update_level_metrics(engine *e)
 {
     const struct manifest_version *v;
     uint64_t n[MAX_LEVEL_LABEL] = {0}, b[MAX_LEVEL_LABEL] = {0};
 
-    if (!e->sm)
-        return;
     v = manifest_acquire(e->man);
+    update_usage(e, v);
+    if (!e->sm) {
+        manifest_version_release(v);
+        return;
+    }
     for (size_t t = 0; t < v->ntables; t++) {
         for (size_t i = 0; i < v->tables[t].nsegs; i++) {
             const struct manifest_seg *s = v->tables[t].segs[i];
@@ -1392,4 +1464,6 @@ void engine__store_free(engine *e)
     e->idem_path = NULL;
     free(e->sm);
     e->sm = NULL;
+    free(e->usage);
+    e->usage = NULL;
 }

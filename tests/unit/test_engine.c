@@ -1193,6 +1193,44 @@ START_TEST(test_corrupt_segment_block_is_an_error)
 }
 END_TEST
 
+START_TEST(test_storage_quota)
+{
+    engine *e;
+    struct catalog_op op;
+    struct catalog_quotas q = {0, 1000};
+    struct answer a;
+
+    mt_size = 64u << 10;
+    e = open_engine();
+    make_flights(e);
+    catalog_op_init(&op);
+    catalog_op_set_quotas(&op, "acme", &q);
+    ck_assert_int_eq(change(e, &op, NULL), ST_OK);
+    /* Under the quota until the data reaches segments. */
+    ingest_range(e, 0, 500, 1);
+    checkpoint_now(e);
+    a = ingest(e, three, false, NULL);
+    ck_assert_int_eq(a.r.st, ST_EQUOTA);
+    ck_assert_ptr_nonnull(strstr(a.r.err.msg, "storage quota of 1000 bytes"));
+    /* A larger quota lets writes in again. */
+    q.max_storage_bytes = 1u << 30;
+    catalog_op_init(&op);
+    catalog_op_set_quotas(&op, "acme", &q);
+    ck_assert_int_eq(change(e, &op, NULL), ST_OK);
+    ck_assert_int_eq(ingest(e, three, false, NULL).r.st, ST_OK);
+    close_engine(e);
+    /* After a restart the usage comes from the manifest. */
+    q.max_storage_bytes = 1000;
+    e = open_engine();
+    catalog_op_init(&op);
+    catalog_op_set_quotas(&op, "acme", &q);
+    ck_assert_int_eq(change(e, &op, NULL), ST_OK);
+    ck_assert_int_eq(ingest(e, three, false, NULL).r.st, ST_EQUOTA);
+    close_engine(e);
+    mt_size = 0;
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("engine");
@@ -1219,6 +1257,7 @@ int main(void)
     tcase_add_test(real, test_idempotency_survives_wal_trim);
     tcase_add_test(real, test_deleted_table_segments_go_away);
     tcase_add_test(real, test_corrupt_segment_block_is_an_error);
+    tcase_add_test(real, test_storage_quota);
     suite_add_tcase(s, real);
 
     tcase_add_checked_fixture(fault, setup_fault, teardown_fault);
