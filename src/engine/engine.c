@@ -1958,8 +1958,7 @@ enum st_status engine_open(const struct engine_opts *opts, engine **out, struct 
     }
     if (rc)
         goto err_free;
-    memset(&mo, 0, sizeof(mo));
-    mo.expect_keys = (size_t)ST_MIN(e->opts.memtable_size / 130, 1u << 22);
+    engine__memtable_opts(e, &mo);
     e->active = memtable_new(&mo);
     /* Replay puts rows into memtables, which need no mvcc until the end. */
     e->mvcc = mvcc_new(0, NULL);

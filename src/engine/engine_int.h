@@ -174,6 +174,8 @@ void engine__store_free(engine *e);
  * its own task, which then reports it).
  */
 void engine__rotate(engine *e, bool kick);
+/* Memtable options for storage.memtable_size (index and arena block sizes). */
+void engine__memtable_opts(const engine *e, struct memtable_opts *mo);
 /* The newest version at or before wall time ms by the clock samples (0: unknown). */
 uint64_t engine__version_at(engine *e, int64_t wall_ms);
 /*

@@ -496,8 +496,7 @@ void engine__rotate(engine *e, bool kick)
     bool sync_flush;
     size_t nfrozen;
 
-    memset(&mo, 0, sizeof(mo));
-    mo.expect_keys = (size_t)ST_MIN(e->opts.memtable_size / 130, 1u << 22);
+    engine__memtable_opts(e, &mo);
     pthread_mutex_lock(&e->mt_lock);
     e->frozen = realloc_array(e->frozen, e->nfrozen + 1, sizeof(*e->frozen));
     e->frozen_upto = realloc_array(e->frozen_upto, e->nfrozen + 1, sizeof(*e->frozen_upto));
@@ -521,6 +520,15 @@ void engine__rotate(engine *e, bool kick)
         if (flush_one(e, &res, &err))
             log_error("engine flush during recovery failed: %s", err.msg);
     }
+}
+
+void engine__memtable_opts(const engine *e, struct memtable_opts *mo)
+{
+    memset(mo, 0, sizeof(*mo));
+    /* ~130 bytes a row: the index starts at its final size. */
+    mo->expect_keys = (size_t)ST_MIN(e->opts.memtable_size / 130, 1u << 22);
+    /* Arena blocks count whole: small memtables need small blocks. */
+    mo->arena_chunk = (size_t)ST_MIN(e->opts.memtable_size / 16, MEMTABLE_DEFAULT_ARENA_CHUNK);
 }
 
 /* Flushes the oldest frozen memtable, if any. ST_ENOTFOUND when there is none. */
@@ -1349,6 +1357,21 @@ void engine_storage_stats(engine *e, struct engine_storage_stats *out)
 /* ------------------------------------------------------------------ */
 /* Open, start, stop */
 
+/* Removes the *.tmp files a crash during a checkpoint can leave in the data dir. */
+static void remove_leftovers(engine *e)
+{
+    static const char *const names[] = {"catalog.json.tmp", "idempotency.tmp", "secret.tmp"};
+    struct strbuf p = STRBUF_INIT;
+
+    for (size_t i = 0; i < ST_ARRAY_SIZE(names); i++) {
+        strbuf_reset(&p);
+        strbuf_addf(&p, "%s/%s", e->data_dir, names[i]);
+        if (e->fs->unlink(e->fs, p.buf) == 0)
+            log_info("engine removed leftover file='%s'", p.buf);
+    }
+    strbuf_release(&p);
+}
+
 /* Loads DATA_DIR/secret, or makes one (mode 0600). */
 static enum st_status load_secret(engine *e, struct err *err)
 {
@@ -1381,6 +1404,7 @@ enum st_status engine__store_open(engine *e, struct err *err)
     struct strbuf path = STRBUF_INIT;
 
     declare_store_metrics(e);
+    remove_leftovers(e);
     rc = load_secret(e, err);
     if (rc)
         return rc;

@@ -1197,7 +1197,7 @@ START_TEST(test_storage_quota)
 {
     engine *e;
     struct catalog_op op;
-    struct catalog_quotas q = {0, 1000};
+    struct catalog_quotas q = {0, 100};
     struct answer a;
 
     mt_size = 64u << 10;
@@ -1211,7 +1211,7 @@ START_TEST(test_storage_quota)
     checkpoint_now(e);
     a = ingest(e, three, false, NULL);
     ck_assert_int_eq(a.r.st, ST_EQUOTA);
-    ck_assert_ptr_nonnull(strstr(a.r.err.msg, "storage quota of 1000 bytes"));
+    ck_assert_ptr_nonnull(strstr(a.r.err.msg, "storage quota of 100 bytes"));
     /* A larger quota lets writes in again. */
     q.max_storage_bytes = 1u << 30;
     catalog_op_init(&op);
@@ -1220,7 +1220,7 @@ START_TEST(test_storage_quota)
     ck_assert_int_eq(ingest(e, three, false, NULL).r.st, ST_OK);
     close_engine(e);
     /* After a restart the usage comes from the manifest. */
-    q.max_storage_bytes = 1000;
+    q.max_storage_bytes = 100;
     e = open_engine();
     catalog_op_init(&op);
     catalog_op_set_quotas(&op, "acme", &q);
