@@ -429,6 +429,7 @@ static bool take_cursor(struct qrun *q, const json_t *body)
 static bool open_scan(struct qrun *q, const char *tenant, const char *table)
 {
     const struct query_plan *p = q->pr.plan;
+    bool *fields = calloc_array(p->schema->nfields ? p->schema->nfields : 1, sizeof(*fields));
     struct engine_scan_opts so;
     enum st_status rc;
     struct err err;
@@ -437,12 +438,16 @@ static bool open_scan(struct qrun *q, const char *tenant, const char *table)
     so.as_of = q->pr.cursor ? q->from.version : q->pr.as_of;
     so.keys = &p->keys;
     so.time = &p->time;
+    /* Segments decode only the columns the query reads. */
+    query_plan_fields(p, fields);
+    so.fields = fields;
     if (q->from.key_len) {
         so.after = q->from.key;
         so.after_len = q->from.key_len;
     }
     err_clear(&err);
     rc = engine_scan_open(q->srv->engine, tenant, table, &so, &q->scan, &err);
+    free(fields);
     if (rc == ST_ECONFLICT) {
         httpd_reply_error(q->req, 409, "snapshot_too_old", "%s", err.msg);
         return false;

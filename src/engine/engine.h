@@ -355,6 +355,11 @@ struct engine_scan_opts {
     const struct query_time_range *time; /* time-field bounds, or NULL: used
                                           * to skip segments and blocks; rows
                                           * outside may still be yielded */
+    const bool *fields;                  /* fields of the newest schema the
+                                          * reader uses (one entry each), or
+                                          * NULL: all; rows from segments may
+                                          * leave the others null (the key is
+                                          * always there) */
     const void *after;                   /* resume strictly after this encoded
                                           * key (a cursor), or NULL */
     size_t after_len;                    /* its length */

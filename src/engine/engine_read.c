@@ -286,6 +286,27 @@ static void scan_bounds(struct engine_scan *s, const struct engine_scan_opts *o)
     }
 }
 
+/* Tells a segment iterator which of its fields the reader uses (matched by name). */
+static void project(struct engine_scan *s, struct segment_iter *it, uint32_t schema_version,
+                    const bool *fields)
+{
+    const struct schema *cur = catalog_table_schema(s->tb);
+    const struct schema *ss = catalog_table_schema_version(s->tb, schema_version);
+    bool *need;
+
+    if (!ss)
+        return; /* not the catalog's: read every field */
+    need = calloc_array(ss->nfields ? ss->nfields : 1, sizeof(*need));
+    for (uint32_t j = 0; j < ss->nfields; j++) {
+        int i = ss == cur ? (int)j
+                          : schema_find_field(cur, ss->fields[j].name, strlen(ss->fields[j].name));
+
+        need[j] = i >= 0 && fields[i];
+    }
+    segment_iter_set_fields(it, need);
+    free(need);
+}
+
 /* Builds the merge over every source that may hold rows in range. */
 static void scan_sources(struct engine_scan *s, const struct engine_scan_opts *o)
 {
@@ -331,6 +352,8 @@ static void scan_sources(struct engine_scan *s, const struct engine_scan_opts *o
             continue;
         }
         it = segment_iter_new(ms->seg, &sr, s->version, SEGMENT_ITER_TOMBSTONES);
+        if (o->fields)
+            project(s, it, ms->info.schema_version, o->fields);
         s->sits[s->nsits++] = it;
         merge_source_segment(it, ms->seg, s->version, timed, &src[n++]);
     }

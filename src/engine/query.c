@@ -1965,11 +1965,9 @@ static void need_node(const struct query_node *n, bool *need)
         need_node(&n->kids[i], need);
 }
 
-static void need_fields(struct query_exec *q)
+void query_plan_fields(const struct query_plan *p, bool *need)
 {
-    const struct query_plan *p = q->p;
-    bool *need = calloc_array(q->cur->nfields, sizeof(*need));
-
+    memset(need, 0, p->schema->nfields * sizeof(*need));
     if (p->where)
         need_node(p->where, need);
     for (uint32_t i = 0; i < p->ncols; i++)
@@ -1985,6 +1983,13 @@ static void need_fields(struct query_exec *q)
     for (uint32_t i = 0; i < p->naggs; i++)
         if (p->aggs[i].field >= 0)
             need[p->aggs[i].field] = true;
+}
+
+static void need_fields(struct query_exec *q)
+{
+    bool *need = calloc_array(q->cur->nfields ? q->cur->nfields : 1, sizeof(*need));
+
+    query_plan_fields(q->p, need);
     q->need = calloc_array(q->cur->nfields, sizeof(*q->need));
     for (uint32_t j = 0; j < q->cur->nfields; j++)
         if (need[j])

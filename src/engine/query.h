@@ -240,6 +240,13 @@ void query_plan_free(struct query_plan *p);
  */
 void query_plan_finish(struct query_plan *p);
 
+/*
+ * The fields of p->schema the query reads (filter, columns, order,
+ * groups, bucket, aggregates): need[i] for field i (p->schema->nfields
+ * entries). A row source may leave the others out (null).
+ */
+void query_plan_fields(const struct query_plan *p, bool *need /* OUT */);
+
 /* ------------------------------------------------------------------ */
 /* Execution */
 

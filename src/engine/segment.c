@@ -1590,12 +1590,19 @@ static enum st_status dblock_key(const struct segment *seg, const struct dblock 
 
 /* Builds the row of entry r into out (reset first), decoding columns as needed. */
 static enum st_status dblock_row(const struct segment *seg, struct dblock *db, uint32_t r,
-                                 struct strbuf *out, struct err *err)
+                                 const bool *need, struct strbuf *out, struct err *err)
 {
     uint64_t size;
     enum st_status rc;
 
     for (uint32_t f = 0; f < seg->nfields; f++) {
+        if (need && !need[f]) {
+            /* Not read by the caller: null, and its column is never decoded. */
+            memset(&db->vals[f], 0, sizeof(db->vals[f]));
+            db->vals[f].type = seg->fields[f].type;
+            db->vals[f].is_null = true;
+            continue;
+        }
         if ((rc = dcol_ensure(seg, db, f, err)))
             return rc;
         dcol_value(seg, db, f, r, &db->vals[f]);
@@ -1843,7 +1850,7 @@ enum st_status segment_get(struct segment *seg, const void *key, size_t len, uin
             out->schema_version = seg->info.schema_version;
             out->tombstone = db->tomb[r];
             strbuf_reset(buf);
-            if (!out->tombstone && !(rc = dblock_row(seg, db, r, buf, err))) {
+            if (!out->tombstone && !(rc = dblock_row(seg, db, r, NULL, buf, err))) {
                 out->row = buf->buf;
                 out->row_len = (uint32_t)buf->len;
             }
@@ -1888,6 +1895,7 @@ struct segment_iter {
     enum st_status status;           /* sticky error */
     struct err err;                  /* its message */
     struct segment_iter_stats stats; /* counters */
+    bool *need;                      /* fields rows must carry, or NULL: all */
 };
 
 static uint8_t *dup_bytes(const void *p, size_t n)
@@ -2082,7 +2090,7 @@ bool segment_iter_next(struct segment_iter *it, struct segment_rec *out)
             if (t.is_null || t.u.i < it->tlo || t.u.i > it->thi)
                 continue;
         }
-        if ((rc = dblock_row(seg, db, r, &it->row, &it->err)))
+        if ((rc = dblock_row(seg, db, r, it->need, &it->row, &it->err)))
             return iter_fail(it, rc);
         out->row = it->row.buf;
         out->row_len = (uint32_t)it->row.len;
@@ -2102,10 +2110,26 @@ void segment_iter_get_stats(const struct segment_iter *it, struct segment_iter_s
     *out = it->stats;
 }
 
+void segment_iter_set_fields(struct segment_iter *it, const bool *need)
+{
+    const struct segment *seg = it->seg;
+
+    free(it->need);
+    it->need = NULL;
+    if (!need)
+        return;
+    it->need = calloc_array(seg->nfields ? seg->nfields : 1, sizeof(*it->need));
+    memcpy(it->need, need, seg->nfields * sizeof(*need));
+    for (uint32_t f = 0; f < seg->nfields; f++)
+        if (seg->fields[f].is_pk)
+            it->need[f] = true; /* a row's key is always whole */
+}
+
 void segment_iter_free(struct segment_iter *it)
 {
     if (!it)
         return;
+    free(it->need);
     dblock_free(it->db);
     strbuf_release(&it->kb[0]);
     strbuf_release(&it->kb[1]);

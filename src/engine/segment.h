@@ -257,6 +257,14 @@ bool segment_iter_next(struct segment_iter *it, struct segment_rec *out);
 /* ST_OK, or the error that stopped the iterator (copied into err). */
 enum st_status segment_iter_status(const struct segment_iter *it, struct err *err);
 void segment_iter_get_stats(const struct segment_iter *it, struct segment_iter_stats *out);
+/*
+ * Projection: rows yielded from now on carry only the fields with
+ * need[i] set (need has one entry per field of the segment's schema, in
+ * its order) and the key fields; the others are null and their columns
+ * are never decoded. need is copied; NULL: every field (the default).
+ * The time range still applies whatever need says.
+ */
+void segment_iter_set_fields(struct segment_iter *it, const bool *need);
 /* it may be NULL. */
 void segment_iter_free(struct segment_iter *it);
 
