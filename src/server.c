@@ -263,6 +263,7 @@ static enum st_status open_engine(struct server *srv, engine **out, struct err *
     eo.idempotency_max_keys = srv->cfg.ingest.idempotency_max_keys;
     eo.max_frozen = srv->cfg.storage.max_frozen_memtables;
     eo.truncate_corrupt_wal = srv->cfg.storage.truncate_corrupt_wal;
+    eo.wal_file_size = srv->cfg.storage.wal_file_size;
     eo.max_tenants = srv->cfg.limits.max_tenants;
     eo.max_tables_per_tenant = srv->cfg.limits.max_tables_per_tenant;
     eo.max_keys_per_tenant = srv->cfg.limits.max_keys_per_tenant;

@@ -79,8 +79,9 @@ struct engine_opts {
     uint32_t compact_fanout;         /* segments of a tier merged at once; 0: 4 */
     uint64_t compact_base_bytes;     /* tier 0 size; 0: 4 MiB */
     uint32_t compact_max_segments;   /* per table before a forced merge; 0: 24 */
-    bool manual_jobs;                /* tests: no timers, only the calls below
-                                      * (and the demand of a full memtable) */
+    bool manual_jobs;                /* tests: no timers, and compaction only
+                                      * on demand (the calls below); a full
+                                      * memtable is still flushed */
     struct metrics *metrics;         /* registry; may be NULL */
     engine_post_fn post;             /* completions to the loop thread */
     void *post_ctx;                  /* its context */

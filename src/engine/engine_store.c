@@ -621,27 +621,45 @@ out:
     return rc;
 }
 
-/* Flushes every frozen memtable; stops at the first failure. */
-static enum st_status flush_all(engine *e, struct engine_job_result *res, struct err *err)
+/*
+ * Flushes up to max frozen memtables (the oldest first); stops at the
+ * first failure. Counts and metrics are updated per memtable, so a long
+ * backlog shows in them as it goes.
+ */
+static enum st_status flush_some(engine *e, size_t max, struct engine_job_result *res,
+                                 struct err *err)
 {
-    enum st_status rc;
-    uint64_t written = res->bytes_written;
+    enum st_status rc = ST_ENOTFOUND;
 
     pthread_mutex_lock(&e->flush_lock);
-    while ((rc = flush_one(e, res, err)) == ST_OK)
-        ;
-    pthread_mutex_unlock(&e->flush_lock);
-    if (e->sm) {
-        if (rc == ST_ENOTFOUND) {
-            add_metric(e->sm->flushes, (double)res->memtables_flushed);
+    for (size_t i = 0; i < max; i++) {
+        uint64_t written = res->bytes_written, dropped = res->versions_dropped;
+
+        rc = flush_one(e, res, err);
+        if (rc)
+            break;
+        if (e->sm) {
+            metric_inc(e->sm->flushes);
             add_metric(e->sm->flush_bytes, (double)(res->bytes_written - written));
-        } else {
-            metric_inc(e->sm->flush_errors);
+            add_metric(e->sm->versions_dropped, (double)(res->versions_dropped - dropped));
         }
-        add_metric(e->sm->versions_dropped, (double)res->versions_dropped);
+        update_level_metrics(e);
     }
-    update_level_metrics(e);
+    pthread_mutex_unlock(&e->flush_lock);
+    if (rc && rc != ST_ENOTFOUND && e->sm)
+        metric_inc(e->sm->flush_errors);
     return rc == ST_ENOTFOUND ? ST_OK : rc;
+}
+
+/* Flushes the memtables frozen now (not those frozen meanwhile: bounded). */
+static enum st_status flush_all(engine *e, struct engine_job_result *res, struct err *err)
+{
+    size_t n;
+
+    pthread_mutex_lock(&e->mt_lock);
+    n = e->nfrozen;
+    pthread_mutex_unlock(&e->mt_lock);
+    return flush_some(e, n, res, err);
 }
 
 /* ------------------------------------------------------------------ */
@@ -955,12 +973,17 @@ static void flush_task(void *arg)
     struct err err;
 
     memset(&res, 0, sizeof(res));
-    if (flush_all(e, &res, &err)) {
+    /* One memtable a run: the checkpoint and compaction it wakes run beside the next. */
+    if (flush_some(e, 1, &res, &err)) {
         log_error("engine flush failed (retried later): %s", err.msg);
         return;
     }
-    if (res.memtables_flushed)
-        jobs_kick(e->t_checkpoint); /* trim the WAL behind the flush */
+    if (!res.memtables_flushed)
+        return;
+    jobs_kick(e->t_checkpoint); /* trim the WAL behind the flush */
+    if (!e->opts.manual_jobs)
+        jobs_kick(e->t_compact); /* a new segment may complete a tier */
+    jobs_kick(e->t_flush);       /* more may wait */
 }
 
 static void checkpoint_task(void *arg)

@@ -301,6 +301,7 @@ static const struct option options[] = {
     OPT("storage.max_frozen_memtables", UINT, storage.max_frozen_memtables, "4", FIXED,
         RANGE(1, 64)),
     OPT("storage.truncate_corrupt_wal", BOOL, storage.truncate_corrupt_wal, "false", FIXED),
+    OPT("storage.wal_file_size", SIZE, storage.wal_file_size, "64MiB", FIXED, RANGE(MIB, 4 * GIB)),
     OPT("auth.enabled", BOOL, auth.enabled, "true", FIXED),
     OPT("auth.admin_token", STRING, auth.admin_token, "", FIXED, .check = check_token,
         .secret = true),

@@ -50,6 +50,7 @@ struct config {
         uint64_t sync_interval_ms;      /* 10ms */
         uint32_t max_frozen_memtables;  /* 4; then writes get 503 */
         bool truncate_corrupt_wal;      /* false: refuse to start */
+        uint64_t wal_file_size;         /* WAL files rotate (and are pre-allocated) at this, 64MiB */
     } storage;
     struct {
         bool enabled;                       /* true */

@@ -40,6 +40,7 @@ static const struct {
     {"storage.sync_interval", "250ms", "250ms"},
     {"storage.max_frozen_memtables", "9", "9"},
     {"storage.truncate_corrupt_wal", "on", "true"},
+    {"storage.wal_file_size", "8MiB", "8MiB"},
     {"auth.enabled", "off", "false"},
     {"auth.admin_token", "s3cret", "<set>"},
     {"limits.max_body_bytes", "1000KiB", "1000KiB"},
@@ -778,6 +779,7 @@ START_TEST(test_dump_defaults)
                                "storage.sync_interval: 10ms\n"
                                "storage.max_frozen_memtables: 4\n"
                                "storage.truncate_corrupt_wal: false\n"
+                               "storage.wal_file_size: 64MiB\n"
                                "auth.enabled: true\n"
                                "auth.admin_token: \n"
                                "limits.max_body_bytes: 64MB\n"
