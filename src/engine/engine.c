@@ -643,13 +643,24 @@ static void maybe_rotate_memtable(engine *e)
         engine__rotate(e, true);
 }
 
-/* Puts one row or tombstone at version. */
+/*
+ * Puts one row or tombstone at version. s is the row's schema (for its
+ * time value: the memtable keeps each table's time range), or NULL.
+ */
 static void put_one(engine *e, uint64_t version, uint32_t table, uint32_t schema_version,
                     const uint8_t *key, size_t key_len, uint64_t hash, const void *row,
-                    uint32_t row_len)
+                    uint32_t row_len, const struct schema *s)
 {
     struct memtable_write w;
 
+    memset(&w, 0, sizeof(w));
+    if (row && s && s->time_field >= 0) {
+        struct value t;
+
+        schema_row_get(s, row, (uint32_t)s->time_field, &t);
+        w.has_time = !t.is_null;
+        w.time = t.u.i;
+    }
     w.table = table;
     w.key = key;
     w.key_len = (uint32_t)key_len;
@@ -682,7 +693,7 @@ static void put_row(engine *e, uint64_t version, uint32_t table, const struct sc
 {
     row_key(s, row, kbuf);
     put_one(e, version, table, s->version, (const uint8_t *)kbuf->buf, kbuf->len,
-            hash ? hash : key_hash(kbuf->buf, kbuf->len), row, schema_row_len(row));
+            hash ? hash : key_hash(kbuf->buf, kbuf->len), row, schema_row_len(row), s);
 }
 
 /* The header of a data batch (see the top of this file). */
@@ -1219,7 +1230,7 @@ void engine_delete(engine *e, const char *tenant, const char *table, const char 
         goto out;
     }
     put_one(e, p->version, (uint32_t)catalog_table_id(tb), s->version, (const uint8_t *)kbuf.buf,
-            kbuf.len, key_hash(kbuf.buf, kbuf.len), NULL, 0);
+            kbuf.len, key_hash(kbuf.buf, kbuf.len), NULL, 0, NULL);
     maybe_rotate_memtable(e);
 out:
     strbuf_release(&kbuf);
@@ -1486,7 +1497,8 @@ void engine_txn(engine *e, const char *tenant, const struct engine_txn *t, engin
             st_assert(!r.bad);
             put_one(e, p->version, (uint32_t)tid, sv, key, ts.key_len[i],
                     key_hash(key, ts.key_len[i]), op == ENGINE_TXN_UPSERT ? bytes : NULL,
-                    op == ENGINE_TXN_UPSERT ? len : 0);
+                    op == ENGINE_TXN_UPSERT ? len : 0,
+                    catalog_table_schema_version(catalog_find_table_by_id(snap, tid), sv));
         }
     }
     maybe_rotate_memtable(e);
@@ -1693,7 +1705,8 @@ static enum st_status replay_mixed(struct replay_ctx *c, const struct wal_record
         if (op == ENGINE_TXN_UPSERT)
             put_row(e, rec->version, (uint32_t)tid, s, bytes, 0, &c->kbuf);
         else
-            put_one(e, rec->version, (uint32_t)tid, sv, bytes, len, key_hash(bytes, len), NULL, 0);
+            put_one(e, rec->version, (uint32_t)tid, sv, bytes, len, key_hash(bytes, len), NULL, 0,
+                    NULL);
     }
     catalog_release(snap);
     if (r->bad || r->left)
@@ -1789,7 +1802,7 @@ static enum st_status replay_data(struct replay_ctx *c, const struct wal_record 
             }
             if (rec->version > c->flushed)
                 put_one(e, rec->version, (uint32_t)table_id, s->version, k, kl, key_hash(k, kl),
-                        NULL, 0);
+                        NULL, 0, NULL);
         }
     }
     catalog_release(snap);

@@ -367,12 +367,13 @@ struct engine_scan_opts {
 };
 
 struct engine_scan_stats {
-    uint64_t rows_scanned;     /* rows yielded to the query */
-    uint64_t segments_total;   /* segments of the table in the pinned manifest */
-    uint64_t segments_skipped; /* left unread by their key or time statistics */
-    uint64_t blocks_read;      /* segment blocks read and decoded */
-    uint64_t blocks_skipped;   /* left unread by their statistics */
-    uint64_t memtables;        /* memtables read */
+    uint64_t rows_scanned;      /* rows yielded to the query */
+    uint64_t segments_total;    /* segments of the table in the pinned manifest */
+    uint64_t segments_skipped;  /* left unread by their key or time statistics */
+    uint64_t blocks_read;       /* segment blocks read and decoded */
+    uint64_t blocks_skipped;    /* left unread by their statistics */
+    uint64_t memtables;         /* memtables read */
+    uint64_t memtables_skipped; /* left unread: no row in the time range */
 };
 
 struct engine_scan;

@@ -329,9 +329,21 @@ static void scan_sources(struct engine_scan *s, const struct engine_scan_opts *o
     }
     s->sits = calloc_array(nsegs + 1, sizeof(*s->sits));
     for (size_t i = 0; i < s->pins.nmts; i++) {
-        struct memtable_iter *it =
-            memtable_iter_new(s->pins.mts[i], table, &mr, s->version, MEMTABLE_ITER_TOMBSTONES);
+        struct memtable_iter *it;
+        int64_t lo, hi;
 
+        /*
+         * A memtable whose rows all miss the time range is not read (time
+         * series: it holds the newest times); it may still hold the
+         * newest version of a key an older source has in range.
+         */
+        if (timed && (!memtable_time_range(s->pins.mts[i], table, &lo, &hi) || hi < o->time->lo ||
+                      lo > o->time->hi)) {
+            merge_source_skipped_memtable(s->pins.mts[i], table, s->version, &src[n++]);
+            s->stats.memtables_skipped++;
+            continue;
+        }
+        it = memtable_iter_new(s->pins.mts[i], table, &mr, s->version, MEMTABLE_ITER_TOMBSTONES);
         merge_source_memtable(it, &src[n++]);
         s->stats.memtables++;
     }

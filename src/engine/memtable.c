@@ -132,6 +132,8 @@ struct mt_view {
 struct mt_table {
     uint32_t id;          /* table id */
     struct mt_view *view; /* current view; see mt->lock */
+    _Atomic int64_t tmin; /* smallest time value put (INT64_MAX: none) */
+    _Atomic int64_t tmax; /* largest (INT64_MIN: none) */
 };
 
 struct mt_index {
@@ -552,6 +554,8 @@ static struct mt_table *table_get(struct memtable *mt, uint32_t id)
     if (!t) {
         t = xcalloc(1, sizeof(*t));
         t->id = id;
+        atomic_init(&t->tmin, INT64_MAX);
+        atomic_init(&t->tmax, INT64_MIN);
         t->view = view_new(mt, NULL, 0, tail_new(mt, ST_MIN(TAIL_MIN, mt->opt.run_size)));
         if ((mt->ntables + 1) * 2 > mt->tmask + 1) {
             mask = mt->tmask * 2 + 1;
@@ -974,7 +978,18 @@ void memtable_put(struct memtable *mt, uint64_t version, const struct memtable_w
     else if (mt->nkeys * 4 > (mt->idx->mask + 1) * 3)
         index_grow(mt);
 
-    tail_push(mt, table_get(mt, w->table), e);
+    {
+        struct mt_table *t = table_get(mt, w->table);
+
+        tail_push(mt, t, e);
+        if (w->has_time) {
+            /* One writer: plain load-compare-store; readers load relaxed. */
+            if (w->time < atomic_load_explicit(&t->tmin, memory_order_relaxed))
+                atomic_store_explicit(&t->tmin, w->time, memory_order_relaxed);
+            if (w->time > atomic_load_explicit(&t->tmax, memory_order_relaxed))
+                atomic_store_explicit(&t->tmax, w->time, memory_order_relaxed);
+        }
+    }
 
     if (!atomic_load_explicit(&mt->entries, memory_order_relaxed))
         atomic_store_explicit(&mt->min_version, version, memory_order_relaxed);
@@ -1278,6 +1293,25 @@ bool memtable_iter_next(struct memtable_iter *it, struct memtable_rec *out)
         return true;
     }
     return false;
+}
+
+bool memtable_time_range(struct memtable *mt, uint32_t table, int64_t *lo, int64_t *hi)
+{
+    bool frozen = is_frozen(mt);
+    struct mt_table *t;
+
+    *lo = INT64_MAX;
+    *hi = INT64_MIN;
+    if (!frozen)
+        lock_shared(mt);
+    t = table_find(mt, table);
+    if (t) {
+        *lo = atomic_load_explicit(&t->tmin, memory_order_relaxed);
+        *hi = atomic_load_explicit(&t->tmax, memory_order_relaxed);
+    }
+    if (!frozen)
+        unlock(mt);
+    return *lo <= *hi;
 }
 
 void memtable_iter_free(struct memtable_iter *it)

@@ -73,6 +73,8 @@ struct memtable_write {
     uint32_t schema_version; /* schema version the row was built for */
     const void *row;         /* row (schema.h format), or NULL for a delete */
     uint32_t row_len;        /* schema_row_len(row); 0 for a delete */
+    bool has_time;           /* the row has a non-null time-field value: */
+    int64_t time;            /* it (ms), for memtable_time_range() */
 };
 
 /* One entry as read back; every pointer borrows the memtable. */
@@ -193,5 +195,13 @@ struct memtable_iter *memtable_iter_new(struct memtable *mt, uint32_t table,
 bool memtable_iter_next(struct memtable_iter *it, struct memtable_rec *out);
 /* it may be NULL. */
 void memtable_iter_free(struct memtable_iter *it);
+
+/*
+ * The smallest and largest time values of the rows of table put so far
+ * (memtable_write.has_time), into *lo and *hi; false when there are none.
+ * A reader that took its snapshot before calling sees at least the
+ * values of every write its snapshot covers. Any thread.
+ */
+bool memtable_time_range(struct memtable *mt, uint32_t table, int64_t *lo, int64_t *hi);
 
 #endif

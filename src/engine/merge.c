@@ -566,3 +566,49 @@ void merge_source_skipped_segment(struct segment *seg, uint64_t snap, struct mer
     segment_ref(seg);
     seg_source(NULL, seg, snap, true, out);
 }
+
+/* A memtable left unread: it only answers hides() with a point read. */
+struct skipped_mt {
+    struct memtable *mt; /* a reference */
+    uint32_t table;
+    uint64_t snap;
+};
+
+static bool skipped_mt_next(void *ctx, struct merge_rec *out)
+{
+    (void)ctx;
+    (void)out;
+    return false;
+}
+
+static bool skipped_mt_hides(void *ctx, const void *key, size_t len)
+{
+    struct skipped_mt *s = ctx;
+    struct memtable_rec rec;
+
+    return memtable_get(s->mt, s->table, key, len, key_hash(key, len), s->snap, &rec);
+}
+
+static void skipped_mt_free(void *ctx)
+{
+    struct skipped_mt *s = ctx;
+
+    memtable_unref(s->mt);
+    free(s);
+}
+
+void merge_source_skipped_memtable(struct memtable *mt, uint32_t table, uint64_t snap,
+                                   struct merge_source *out)
+{
+    struct skipped_mt *s = xcalloc(1, sizeof(*s));
+
+    memtable_ref(mt);
+    s->mt = mt;
+    s->table = table;
+    s->snap = snap;
+    memset(out, 0, sizeof(*out));
+    out->next = skipped_mt_next;
+    out->hides = skipped_mt_hides;
+    out->free = skipped_mt_free;
+    out->ctx = s;
+}

@@ -92,6 +92,14 @@ void merge_source_segment(struct segment_iter *it, struct segment *seg, uint64_t
  * segment_get() at snap). Holds a reference to seg.
  */
 void merge_source_skipped_segment(struct segment *seg, uint64_t snap, struct merge_source *out);
+/*
+ * The same for a memtable left unread because its table's time range
+ * (memtable_time_range()) misses the query: hides() is a memtable_get()
+ * at snap. Holds a reference to mt.
+ */
+struct memtable;
+void merge_source_skipped_memtable(struct memtable *mt, uint32_t table, uint64_t snap,
+                                   struct merge_source *out);
 
 enum merge_mode {
     MERGE_READ,
