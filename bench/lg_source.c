@@ -8,7 +8,9 @@
  * chain avoids an allocation) and the body (by reference when large, so a
  * 1 MiB batch is never copied; the kernel reads it straight from the one
  * loaded copy that all threads share). Nothing is written after creation,
- * which is what makes concurrent emit() safe.
+ * which is what makes concurrent emit() safe. A list of request targets
+ * (--path-list) multiplies the rendered heads the same way: one per
+ * target, so that point reads of many keys cost no formatting at run time.
  */
 #include "lg_source.h"
 
@@ -336,6 +338,67 @@ void lg_bodies_release(struct lg_bodies *b)
     memset(b, 0, sizeof(*b));
 }
 
+/* ---------------------------------------------------------------- targets */
+
+static enum st_status check_path(const char *path, struct err *err)
+{
+    if (path[0] != '/')
+        return err_set(err, ST_EINVAL, "path '%s' does not start with '/'", path);
+    if (strpbrk(path, " \t\r\n"))
+        return err_set(err, ST_EINVAL, "space or newline in path '%s'", path);
+    return ST_OK;
+}
+
+enum st_status lg_paths_add_list(struct lg_paths *p, const char *list, struct err *err)
+{
+    char *data;
+    char *line;
+    char *next;
+    size_t len;
+    size_t before = p->n;
+    enum st_status rc;
+
+    rc = read_file(list, &data, &len, err);
+    if (rc)
+        return rc;
+    for (line = data; line && *line && rc == ST_OK; line = next) {
+        size_t l;
+
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = 0;
+        l = strlen(line);
+        while (l > 0 && (line[l - 1] == '\r' || line[l - 1] == ' ' || line[l - 1] == '\t'))
+            line[--l] = 0;
+        while (*line == ' ' || *line == '\t')
+            line++;
+        if (!*line || *line == '#')
+            continue;
+        rc = check_path(line, err);
+        if (rc)
+            break;
+        if (p->n == p->alloc) {
+            p->alloc = p->alloc ? 2 * p->alloc : 64;
+            p->v = realloc_array(p->v, p->alloc, sizeof(*p->v));
+        }
+        p->v[p->n++] = xstrdup(line);
+    }
+    if (rc == ST_OK && p->n == before)
+        rc = err_set(err, ST_EINVAL, "no paths listed in '%s'", list);
+    free(data);
+    return rc;
+}
+
+void lg_paths_release(struct lg_paths *p)
+{
+    size_t i;
+
+    for (i = 0; i < p->n; i++)
+        free(p->v[i]);
+    free(p->v);
+    memset(p, 0, sizeof(*p));
+}
+
 /* -------------------------------------------------------- template source */
 
 struct tmpl_item {
@@ -349,7 +412,8 @@ struct tmpl_item {
 struct tmpl_source {
     struct lg_source base;   /* must be first */
     struct lg_bodies bodies; /* owned bodies */
-    struct tmpl_item *items; /* one per body, or one without a body */
+    struct lg_paths paths;   /* owned targets, or none: the URL's path */
+    struct tmpl_item *items; /* max(bodies, targets, 1) requests */
     size_t nitems;           /* how many items */
     bool head_only;          /* method is HEAD */
 };
@@ -379,6 +443,7 @@ static void tmpl_free(struct lg_source *src)
         free(ts->items[i].head);
     free(ts->items);
     lg_bodies_release(&ts->bodies);
+    lg_paths_release(&ts->paths);
     free(ts->base.method);
     free(ts->base.url);
     free(ts);
@@ -408,12 +473,12 @@ static enum st_status check_header(const char *h, struct err *err)
 }
 
 static void render_head(struct strbuf *sb, const char *method, const struct lg_target *t,
-                        const char *const *headers, size_t nheaders, bool has_host, size_t body_len,
-                        bool send_length)
+                        const char *path, const char *const *headers, size_t nheaders,
+                        bool has_host, size_t body_len, bool send_length)
 {
     size_t i;
 
-    strbuf_addf(sb, "%s %s HTTP/1.1\r\n", method, t->path);
+    strbuf_addf(sb, "%s %s HTTP/1.1\r\n", method, path);
     if (!has_host) {
         bool v6 = strchr(t->host, ':') != NULL;
 
@@ -431,7 +496,8 @@ static void render_head(struct strbuf *sb, const char *method, const struct lg_t
 
 enum st_status lg_source_new_template(struct lg_source **out, const char *method,
                                       const struct lg_target *t, const char *const *headers,
-                                      size_t nheaders, struct lg_bodies *b, struct err *err)
+                                      size_t nheaders, struct lg_bodies *b, struct lg_paths *paths,
+                                      struct err *err)
 {
     struct tmpl_source *ts;
     struct strbuf sb = STRBUF_INIT;
@@ -455,26 +521,36 @@ enum st_status lg_source_new_template(struct lg_source **out, const char *method
     ts = xcalloc(1, sizeof(*ts));
     ts->base.ops = &tmpl_ops;
     ts->base.method = xstrdup(method);
-    strbuf_addf(&sb, "http://%s%s%s:%s%s", strchr(t->host, ':') ? "[" : "", t->host,
-                strchr(t->host, ':') ? "]" : "", t->port, t->path);
-    ts->base.url = strbuf_detach(&sb, NULL);
     ts->head_only = strcasecmp(method, "HEAD") == 0;
     ts->bodies = *b;
     memset(b, 0, sizeof(*b));
+    if (paths) {
+        ts->paths = *paths;
+        memset(paths, 0, sizeof(*paths));
+    }
+    strbuf_addf(&sb, "http://%s%s%s:%s%s", strchr(t->host, ':') ? "[" : "", t->host,
+                strchr(t->host, ':') ? "]" : "", t->port, ts->paths.n ? ts->paths.v[0] : t->path);
+    if (ts->paths.n > 1)
+        strbuf_addf(&sb, " (+%zu more paths)", ts->paths.n - 1);
+    ts->base.url = strbuf_detach(&sb, NULL);
 
-    ts->nitems = ts->bodies.n ? ts->bodies.n : 1;
+    ts->nitems = ts->bodies.n > ts->paths.n ? ts->bodies.n : ts->paths.n;
+    if (ts->nitems == 0)
+        ts->nitems = 1;
     ts->items = calloc_array(ts->nitems, sizeof(*ts->items));
     for (i = 0; i < ts->nitems; i++) {
         struct tmpl_item *it = &ts->items[i];
 
         if (ts->bodies.n) {
-            it->body = ts->bodies.v[i].data;
-            it->body_len = ts->bodies.v[i].len;
-            it->records = ts->bodies.v[i].records;
+            const struct lg_body *body = &ts->bodies.v[i % ts->bodies.n];
+
+            it->body = body->data;
+            it->body_len = body->len;
+            it->records = body->records;
         }
         strbuf_init(&sb, 256);
-        render_head(&sb, method, t, headers, nheaders, has_host, it->body_len,
-                    ts->bodies.n > 0 || wants_length);
+        render_head(&sb, method, t, ts->paths.n ? ts->paths.v[i % ts->paths.n] : t->path, headers,
+                    nheaders, has_host, it->body_len, ts->bodies.n > 0 || wants_length);
         it->head = strbuf_detach(&sb, &it->head_len);
     }
     *out = &ts->base;

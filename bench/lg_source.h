@@ -105,15 +105,36 @@ size_t lg_bodies_total(const struct lg_bodies *b);
 void lg_bodies_release(struct lg_bodies *b);
 
 /*
+ * Request targets ("/path?query"), e.g. point reads of many keys: each
+ * starts with '/' and has no space, CR or LF.
+ */
+struct lg_paths {
+    char **v;     /* the targets (owned), in sending order */
+    size_t n;     /* how many */
+    size_t alloc; /* allocated slots */
+};
+
+/*
+ * Adds the targets listed in list, one a line; blank lines and lines
+ * starting with '#' are skipped, surrounding blanks trimmed.
+ */
+enum st_status lg_paths_add_list(struct lg_paths *p, const char *list, struct err *err);
+void lg_paths_release(struct lg_paths *p);
+
+/*
  * The fixed-template source: every request is method + target + headers,
  * with bodies taken round-robin (body seq % n); with no bodies, requests
  * have none (POST, PUT and PATCH then send Content-Length: 0). headers are
  * "Name: value" lines; Host is added unless given, Content-Length is always
- * computed, and Transfer-Encoding is refused. Takes ownership of the
- * bodies (b is left empty). Caller frees with lg_source_free().
+ * computed, and Transfer-Encoding is refused. With P targets in paths
+ * (NULL or empty: t->path for all) and B bodies, the source renders
+ * max(P, B, 1) requests, the i-th with target i % P and body i % B, and
+ * sends them round-robin. Takes ownership of the bodies and targets (b
+ * and paths are left empty). Caller frees with lg_source_free().
  */
 enum st_status lg_source_new_template(struct lg_source **out, const char *method,
                                       const struct lg_target *t, const char *const *headers,
-                                      size_t nheaders, struct lg_bodies *b, struct err *err);
+                                      size_t nheaders, struct lg_bodies *b, struct lg_paths *paths,
+                                      struct err *err);
 
 #endif

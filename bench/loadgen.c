@@ -57,6 +57,7 @@ struct wl_args {
     const char *host;         /* --host */
     const char *port;         /* --port */
     const char *path;         /* --path */
+    const char *path_list;    /* --path-list */
     const char *method;       /* -X, or GET / POST by whether there are bodies */
     const char **headers;     /* -H values */
     size_t nheaders;          /* how many */
@@ -82,6 +83,7 @@ enum {
     OPT_HOST = 256,
     OPT_PORT,
     OPT_PATH,
+    OPT_PATH_LIST,
     OPT_BODY_FILE,
     OPT_BODIES_DIR,
     OPT_BODY_LIST,
@@ -100,6 +102,7 @@ static const struct option long_opts[] = {
     {"host", required_argument, NULL, OPT_HOST},
     {"port", required_argument, NULL, OPT_PORT},
     {"path", required_argument, NULL, OPT_PATH},
+    {"path-list", required_argument, NULL, OPT_PATH_LIST},
     {"method", required_argument, NULL, 'X'},
     {"header", required_argument, NULL, 'H'},
     {"body-file", required_argument, NULL, OPT_BODY_FILE},
@@ -127,6 +130,8 @@ static const char usage_text[] =
     "Target (per workload):\n"
     "  -u, --url URL             http://host[:port]/path (or give URL as the argument)\n"
     "      --host H --port P --path /p   the same in parts (127.0.0.1, 8080, /)\n"
+    "      --path-list FILE      request targets listed in FILE (one /path?query a line),\n"
+    "                            round-robin, instead of the URL's path\n"
     "  -X, --method M            request method (GET, or POST when bodies are given)\n"
     "  -H, --header 'N: v'       extra request header (repeatable)\n"
     "      --body-file FILE      body of every request\n"
@@ -269,6 +274,9 @@ static bool parse_wl_opt(int ch, const char *arg, struct wl_args *a)
         return true;
     case OPT_PATH:
         a->path = arg;
+        return true;
+    case OPT_PATH_LIST:
+        a->path_list = arg;
         return true;
     case 'X':
         a->method = arg;
@@ -413,6 +421,7 @@ static enum st_status workload_build(struct lg_workload **out, const struct wl_a
     struct lg_workload *w;
     struct lg_target t;
     struct lg_bodies b = {0};
+    struct lg_paths paths = {0};
     const char *method;
     enum st_status rc;
 
@@ -425,6 +434,8 @@ static enum st_status workload_build(struct lg_workload **out, const struct wl_a
     if (rc)
         return rc;
     rc = load_bodies(a, &b, err);
+    if (rc == ST_OK && a->path_list)
+        rc = lg_paths_add_list(&paths, a->path_list, err);
     if (rc)
         goto out_release_bodies;
     w = xcalloc(1, sizeof(*w));
@@ -432,7 +443,7 @@ static enum st_status workload_build(struct lg_workload **out, const struct wl_a
     if (rc)
         goto out_free_w;
     method = a->method ? a->method : b.n ? "POST" : "GET";
-    rc = lg_source_new_template(&w->src, method, &t, a->headers, a->nheaders, &b, err);
+    rc = lg_source_new_template(&w->src, method, &t, a->headers, a->nheaders, &b, &paths, err);
     if (rc)
         goto out_free_w;
     if (a->name) {
@@ -455,6 +466,7 @@ static enum st_status workload_build(struct lg_workload **out, const struct wl_a
 out_free_w:
     free(w);
 out_release_bodies:
+    lg_paths_release(&paths);
     lg_bodies_release(&b);
     lg_target_release(&t);
     return rc;
