@@ -531,8 +531,8 @@ START_TEST(test_corrupt_segment)
     struct srv_opts o = {0};
     struct srv s1, s2;
     struct strbuf body = STRBUF_INIT;
-    char segdir[HARNESS_PATH_MAX + 16], victim[HARNESS_PATH_MAX + 64];
-    char names[2][64];
+    char segdir[HARNESS_PATH_MAX + 16], victim[HARNESS_PATH_MAX + 16 + 320];
+    char names[2][256];
     struct hresp r;
     long long sum_b = 0;
     uint64_t tid[2];
