@@ -12,9 +12,10 @@
  */
 #include "engine/bloom.h"
 
-#include "engine/colenc.h"
-
 #include <string.h>
+
+#include "engine/colenc.h"
+#include "util/le.h"
 
 static uint64_t mix(uint64_t x)
 {
@@ -53,12 +54,6 @@ static uint64_t probe_step(uint64_t h)
     return rotl64(h, 32) | 1;
 }
 
-static void put_le(uint8_t *p, uint64_t v, int n)
-{
-    for (int i = 0; i < n; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
 void bloom_build(const uint64_t *hashes, size_t n, unsigned bits_per_key, struct strbuf *out)
 {
     uint8_t hdr[BLOOM_HEADER] = {0};
@@ -78,7 +73,7 @@ void bloom_build(const uint64_t *hashes, size_t n, unsigned bits_per_key, struct
 
     hdr[0] = 1;
     hdr[1] = (uint8_t)k;
-    put_le(hdr + 8, m, 8);
+    le_put(hdr + 8, m, 8);
     strbuf_add(out, hdr, sizeof(hdr));
     if (!m)
         return;

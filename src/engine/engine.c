@@ -70,6 +70,7 @@
 #include "engine/timestamp.h"
 #include "engine/wal.h"
 #include "util/crc32c.h"
+#include "util/le.h"
 #include "util/log.h"
 #include "util/metrics.h"
 #include "util/strbuf.h"
@@ -153,37 +154,7 @@ struct cat_change {
 };
 
 /* ------------------------------------------------------------------ */
-/* Little-endian encoding */
-
-static void put_u8(struct strbuf *sb, uint8_t v)
-{
-    strbuf_addch(sb, (char)v);
-}
-
-static void put_u16(struct strbuf *sb, uint16_t v)
-{
-    uint8_t b[2] = {(uint8_t)v, (uint8_t)(v >> 8)};
-
-    strbuf_add(sb, b, 2);
-}
-
-static void put_u32(struct strbuf *sb, uint32_t v)
-{
-    uint8_t b[4];
-
-    for (int i = 0; i < 4; i++)
-        b[i] = (uint8_t)(v >> (8 * i));
-    strbuf_add(sb, b, 4);
-}
-
-static void put_u64(struct strbuf *sb, uint64_t v)
-{
-    uint8_t b[8];
-
-    for (int i = 0; i < 8; i++)
-        b[i] = (uint8_t)(v >> (8 * i));
-    strbuf_add(sb, b, 8);
-}
+/* Reading the little-endian encoding (util/le.h writes it) */
 
 struct reader {
     const uint8_t *p;
@@ -703,24 +674,24 @@ static void batch_header(struct strbuf *sb, uint8_t kind, const char *idem, uint
 {
     size_t idem_len = idem ? strlen(idem) : 0;
 
-    put_u8(sb, BATCH_FORMAT);
-    put_u8(sb, kind);
-    put_u16(sb, (uint16_t)idem_len);
-    put_u32(sb, schema_version);
-    put_u64(sb, table_id);
-    put_u64(sb, (uint64_t)time_wall_ms());
-    put_u64(sb, count);
-    put_u64(sb, rejected);
-    put_u32(sb, ndetails);
+    le_add(sb, BATCH_FORMAT, 1);
+    le_add(sb, kind, 1);
+    le_add(sb, (uint16_t)idem_len, 2);
+    le_add(sb, schema_version, 4);
+    le_add(sb, table_id, 8);
+    le_add(sb, (uint64_t)time_wall_ms(), 8);
+    le_add(sb, count, 8);
+    le_add(sb, rejected, 8);
+    le_add(sb, ndetails, 4);
     strbuf_add(sb, idem, idem_len);
     for (uint32_t i = 0; i < ndetails; i++) {
         size_t fl = strlen(details[i].field);
         size_t rl = strlen(details[i].reason);
 
-        put_u64(sb, details[i].index);
-        put_u8(sb, (uint8_t)fl);
+        le_add(sb, details[i].index, 8);
+        le_add(sb, (uint8_t)fl, 1);
         strbuf_add(sb, details[i].field, fl);
-        put_u16(sb, (uint16_t)rl);
+        le_add(sb, (uint16_t)rl, 2);
         strbuf_add(sb, details[i].reason, rl);
     }
 }
@@ -1221,7 +1192,7 @@ void engine_delete(engine *e, const char *tenant, const char *table, const char 
     p->done = done;
     p->arg = arg;
     batch_header(&p->payload, BATCH_DELETE, NULL, s->version, catalog_table_id(tb), 1, 0, NULL, 0);
-    put_u32(&p->payload, (uint32_t)kbuf.len);
+    le_add(&p->payload, (uint32_t)kbuf.len, 4);
     strbuf_add(&p->payload, kbuf.buf, kbuf.len);
     rc = submit(e, p, WAL_REC_DATA, &err);
     if (rc) {
@@ -1419,11 +1390,11 @@ void engine_txn(engine *e, const char *tenant, const struct engine_txn *t, engin
         }
         s = catalog_table_schema(tb);
         ts.tables[i] = (uint32_t)catalog_table_id(tb);
-        put_u8(&ts.body, (uint8_t)op->op);
-        put_u64(&ts.body, catalog_table_id(tb));
-        put_u32(&ts.body, s->version);
+        le_add(&ts.body, (uint8_t)op->op, 1);
+        le_add(&ts.body, catalog_table_id(tb), 8);
+        le_add(&ts.body, s->version, 4);
         len_at = ts.body.len;
-        put_u32(&ts.body, 0);
+        le_add(&ts.body, 0, 4);
         if (op->op == ENGINE_TXN_UPSERT) {
             bool rejected = false;
 
@@ -1549,33 +1520,33 @@ uint64_t engine__idem_dump(engine *e, uint64_t covered, struct strbuf *out)
     pthread_mutex_lock(&e->idem_lock);
 
     strbuf_reset(out);
-    put_u32(out, IDEM_MAGIC);
-    put_u32(out, IDEM_FORMAT);
-    put_u64(out, covered);
+    le_add(out, IDEM_MAGIC, 4);
+    le_add(out, IDEM_FORMAT, 4);
+    le_add(out, covered, 8);
     count_at = out->len;
-    put_u64(out, 0);
+    le_add(out, 0, 8);
     for (struct idem_entry *x = e->idem_fifo_head; x; x = x->fnext) {
         size_t kl;
 
         if (!x->done || x->st != ST_OK || x->version > covered)
             continue;
         kl = strlen(x->key);
-        put_u64(out, x->tenant_id);
-        put_u64(out, (uint64_t)x->expires_ms);
-        put_u64(out, x->version);
-        put_u64(out, x->accepted);
-        put_u64(out, x->rejected);
-        put_u16(out, (uint16_t)kl);
+        le_add(out, x->tenant_id, 8);
+        le_add(out, (uint64_t)x->expires_ms, 8);
+        le_add(out, x->version, 8);
+        le_add(out, x->accepted, 8);
+        le_add(out, x->rejected, 8);
+        le_add(out, (uint16_t)kl, 2);
         strbuf_add(out, x->key, kl);
-        put_u32(out, x->ndetails);
+        le_add(out, x->ndetails, 4);
         for (uint32_t i = 0; i < x->ndetails; i++) {
             const struct decode_detail *d = &x->details[i];
             size_t fl = strlen(d->field), rl = strlen(d->reason);
 
-            put_u64(out, d->index);
-            put_u8(out, (uint8_t)fl);
+            le_add(out, d->index, 8);
+            le_add(out, (uint8_t)fl, 1);
             strbuf_add(out, d->field, fl);
-            put_u16(out, (uint16_t)rl);
+            le_add(out, (uint16_t)rl, 2);
             strbuf_add(out, d->reason, rl);
         }
         count++;
@@ -1584,7 +1555,7 @@ uint64_t engine__idem_dump(engine *e, uint64_t covered, struct strbuf *out)
     for (int b = 0; b < 8; b++)
         out->buf[count_at + (size_t)b] = (char)(count >> (8 * b));
     crc = crc32c(out->buf, out->len);
-    put_u32(out, crc);
+    le_add(out, crc, 4);
     return covered;
 }
 

@@ -74,6 +74,7 @@
 #include <string.h>
 
 #include "util/crc32c.h"
+#include "util/le.h"
 #include "util/log.h"
 #include "util/strbuf.h"
 
@@ -120,29 +121,6 @@ struct manifest {
 /* ------------------------------------------------------------------ */
 /* Bytes */
 
-static void put_le(uint8_t *p, uint64_t v, int n)
-{
-    for (int i = 0; i < n; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_le(const uint8_t *p, int n)
-{
-    uint64_t v = 0;
-
-    for (int i = 0; i < n; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
-
-static void add_le(struct strbuf *sb, uint64_t v, int n)
-{
-    uint8_t b[8];
-
-    put_le(b, v, n);
-    strbuf_add(sb, b, (size_t)n);
-}
-
 /* ------------------------------------------------------------------ */
 /* The file */
 
@@ -153,24 +131,24 @@ void manifest_encode(const struct manifest_image *img, struct strbuf *out)
     st_assert(img->nsegs <= MANIFEST_MAX_SEGMENTS && img->nclock <= MANIFEST_MAX_CLOCK);
     strbuf_grow(out, HEAD_SIZE + img->nsegs * SEG_SIZE + img->nclock * CLOCK_SIZE + CRC_SIZE);
     strbuf_add(out, MAGIC, 8);
-    add_le(out, MANIFEST_FORMAT_VERSION, 4);
-    add_le(out, img->nsegs, 4);
-    add_le(out, img->nclock, 4);
-    add_le(out, 0, 4);
-    add_le(out, img->generation, 8);
-    add_le(out, img->flushed_version, 8);
-    add_le(out, img->floor, 8);
-    add_le(out, img->next_id, 8);
+    le_add(out, MANIFEST_FORMAT_VERSION, 4);
+    le_add(out, img->nsegs, 4);
+    le_add(out, img->nclock, 4);
+    le_add(out, 0, 4);
+    le_add(out, img->generation, 8);
+    le_add(out, img->flushed_version, 8);
+    le_add(out, img->floor, 8);
+    le_add(out, img->next_id, 8);
     for (size_t i = 0; i < img->nsegs; i++) {
-        add_le(out, img->segs[i].id, 8);
-        add_le(out, img->segs[i].table_id, 8);
-        add_le(out, img->segs[i].level, 4);
+        le_add(out, img->segs[i].id, 8);
+        le_add(out, img->segs[i].table_id, 8);
+        le_add(out, img->segs[i].level, 4);
     }
     for (size_t i = 0; i < img->nclock; i++) {
-        add_le(out, (uint64_t)img->clock[i].wall_ms, 8);
-        add_le(out, img->clock[i].version, 8);
+        le_add(out, (uint64_t)img->clock[i].wall_ms, 8);
+        le_add(out, img->clock[i].version, 8);
     }
-    add_le(out, crc32c(out->buf + start, out->len - start), 4);
+    le_add(out, crc32c(out->buf + start, out->len - start), 4);
 }
 
 void manifest_image_release(struct manifest_image *img)
@@ -252,14 +230,14 @@ static enum st_status decode(const uint8_t *p, size_t len, struct manifest_image
         return damaged(d, len, "file ends early (%zu bytes)", len);
     if (memcmp(p, MAGIC, 8) != 0)
         return damaged(d, 0, "bad magic");
-    ver = get_le(p + 8, 4);
+    ver = le_get(p + 8, 4);
     if (ver != MANIFEST_FORMAT_VERSION)
         return damaged(d, 8, "unknown format version %" PRIu64, ver);
-    nsegs = get_le(p + 12, 4);
+    nsegs = le_get(p + 12, 4);
     if (nsegs > MANIFEST_MAX_SEGMENTS)
         return damaged(d, 12, "%" PRIu64 " segments, over the limit of %u", nsegs,
                        MANIFEST_MAX_SEGMENTS);
-    nclock = get_le(p + 16, 4);
+    nclock = le_get(p + 16, 4);
     if (nclock > MANIFEST_MAX_CLOCK)
         return damaged(d, 16, "%" PRIu64 " clock samples, over the limit of %u", nclock,
                        MANIFEST_MAX_CLOCK);
@@ -269,29 +247,29 @@ static enum st_status decode(const uint8_t *p, size_t len, struct manifest_image
     if (len > want)
         return damaged(d, (size_t)want, "%zu bytes after the end of the manifest",
                        len - (size_t)want);
-    if (crc32c(p, len - CRC_SIZE) != get_le(p + len - CRC_SIZE, 4))
+    if (crc32c(p, len - CRC_SIZE) != le_get(p + len - CRC_SIZE, 4))
         return damaged(d, len - CRC_SIZE, "checksum mismatch");
-    if (get_le(p + 20, 4) != 0)
+    if (le_get(p + 20, 4) != 0)
         return damaged(d, 20, "reserved field is not zero");
 
     memset(&img, 0, sizeof(img));
-    img.generation = get_le(p + 24, 8);
-    img.flushed_version = get_le(p + 32, 8);
-    img.floor = get_le(p + 40, 8);
-    img.next_id = get_le(p + 48, 8);
+    img.generation = le_get(p + 24, 8);
+    img.flushed_version = le_get(p + 32, 8);
+    img.floor = le_get(p + 40, 8);
+    img.next_id = le_get(p + 48, 8);
     img.nsegs = (size_t)nsegs;
     img.nclock = (size_t)nclock;
     img.segs = calloc_array(img.nsegs, sizeof(*img.segs));
     img.clock = calloc_array(img.nclock, sizeof(*img.clock));
     q = p + HEAD_SIZE;
     for (size_t i = 0; i < img.nsegs; i++, q += SEG_SIZE) {
-        img.segs[i].id = get_le(q, 8);
-        img.segs[i].table_id = get_le(q + 8, 8);
-        img.segs[i].level = (uint32_t)get_le(q + 16, 4);
+        img.segs[i].id = le_get(q, 8);
+        img.segs[i].table_id = le_get(q + 8, 8);
+        img.segs[i].level = (uint32_t)le_get(q + 16, 4);
     }
     for (size_t i = 0; i < img.nclock; i++, q += CLOCK_SIZE) {
-        img.clock[i].wall_ms = (int64_t)get_le(q, 8);
-        img.clock[i].version = get_le(q + 8, 8);
+        img.clock[i].wall_ms = (int64_t)le_get(q, 8);
+        img.clock[i].version = le_get(q + 8, 8);
     }
     if ((rc = check_ids(&img, d))) {
         manifest_image_release(&img);

@@ -106,6 +106,7 @@
 #include "engine/colenc.h"
 #include "engine/key.h"
 #include "util/crc32c.h"
+#include "util/le.h"
 #include "util/log.h"
 
 #define MAGIC               "STRATASG"
@@ -125,21 +126,6 @@ void segment_test_skip_checksums(bool on)
 
 /* ------------------------------------------------------------------ */
 /* Bytes */
-
-static void put_le(uint8_t *p, uint64_t v, int n)
-{
-    for (int i = 0; i < n; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_le(const uint8_t *p, int n)
-{
-    uint64_t v = 0;
-
-    for (int i = 0; i < n; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
 
 static bool crc_ok(const void *p, size_t n, uint32_t want)
 {
@@ -190,7 +176,7 @@ static bool row_parse(const struct field *fields, uint32_t nfields, const uint8_
     const uint8_t *p = row + 4 + nb;
     const uint8_t *end = row + len;
 
-    if (len < 4 + nb || get_le(row, 4) != len)
+    if (len < 4 + nb || le_get(row, 4) != len)
         return false;
     for (uint32_t i = 0; i < nfields; i++) {
         struct value *v = &vals[i];
@@ -208,11 +194,11 @@ static bool row_parse(const struct field *fields, uint32_t nfields, const uint8_
             if (end - p < 8)
                 return false;
             if (v->type == FIELD_FLOAT64) {
-                uint64_t bits = get_le(p, 8);
+                uint64_t bits = le_get(p, 8);
 
                 memcpy(&v->u.f, &bits, sizeof(bits));
             } else {
-                v->u.i = (int64_t)get_le(p, 8);
+                v->u.i = (int64_t)le_get(p, 8);
             }
             p += 8;
             break;
@@ -225,7 +211,7 @@ static bool row_parse(const struct field *fields, uint32_t nfields, const uint8_
         case FIELD_JSON:
             if (end - p < 4)
                 return false;
-            sz = (size_t)get_le(p, 4);
+            sz = (size_t)le_get(p, 4);
             if ((size_t)(end - p) - 4 < sz)
                 return false;
             v->u.s.len = (uint32_t)sz;
@@ -276,7 +262,7 @@ static void row_build(uint32_t nfields, const struct value *vals, uint64_t size,
 
     strbuf_grow(out, (size_t)size);
     p = (uint8_t *)out->buf + out->len;
-    put_le(p, size, 4);
+    le_put(p, size, 4);
     memset(p + 4, 0, nb);
     for (uint32_t i = 0; i < nfields; i++)
         if (vals[i].is_null)
@@ -290,12 +276,12 @@ static void row_build(uint32_t nfields, const struct value *vals, uint64_t size,
         switch (v->type) {
         case FIELD_INT64:
         case FIELD_TIMESTAMP:
-            put_le(p, (uint64_t)v->u.i, 8);
+            le_put(p, (uint64_t)v->u.i, 8);
             p += 8;
             break;
         case FIELD_FLOAT64:
             memcpy(&bits, &v->u.f, sizeof(bits));
-            put_le(p, bits, 8);
+            le_put(p, bits, 8);
             p += 8;
             break;
         case FIELD_BOOL:
@@ -303,7 +289,7 @@ static void row_build(uint32_t nfields, const struct value *vals, uint64_t size,
             break;
         case FIELD_STRING:
         case FIELD_JSON:
-            put_le(p, v->u.s.len, 4);
+            le_put(p, v->u.s.len, 4);
             if (v->u.s.len)
                 memcpy(p + 4, v->u.s.ptr, v->u.s.len);
             p += 4 + v->u.s.len;
@@ -547,11 +533,11 @@ enum st_status segment_writer_new(struct fs *fs, const char *path, const struct 
         return rc;
     }
     memcpy(hdr, MAGIC, 8);
-    put_le(hdr + 8, SEGMENT_FORMAT_VERSION, 4);
-    put_le(hdr + 12, HEADER_SIZE, 4);
-    put_le(hdr + 16, table_id, 8);
-    put_le(hdr + 24, s->version, 4);
-    put_le(hdr + 28, crc32c(hdr, 28), 4);
+    le_put(hdr + 8, SEGMENT_FORMAT_VERSION, 4);
+    le_put(hdr + 12, HEADER_SIZE, 4);
+    le_put(hdr + 16, table_id, 8);
+    le_put(hdr + 24, s->version, 4);
+    le_put(hdr + 28, crc32c(hdr, 28), 4);
     if (fs_pwrite_full(fs, w->fd, hdr, sizeof(hdr), 0) < 0) {
         enum st_status rc = err_set_errno(err, ST_EIO, errno, "cannot write segment '%s'", w->tmp);
 
@@ -670,8 +656,8 @@ static enum st_status block_flush(struct segment_writer *w, struct err *err)
         memcpy(p + 5, w->raw.buf, w->raw.len);
         len = w->raw.len;
     }
-    put_le(p + 1, w->raw.len, 4);
-    put_le(p + 5 + len, crc32c(p, 5 + len), 4);
+    le_put(p + 1, w->raw.len, 4);
+    le_put(p + 5 + len, crc32c(p, 5 + len), 4);
     len += BLOCK_OVERHEAD;
     if (fs_pwrite_full(w->fs, w->fd, p, len, w->off) < 0)
         return err_set_errno(err, ST_EIO, errno, "cannot write segment '%s'", w->tmp);
@@ -905,9 +891,9 @@ static enum st_status section_write(struct segment_writer *w, const struct strbu
     if (sec->len > SEGMENT_MAX_SECTION)
         return err_set(err, ST_ETOOLARGE, "segment '%s': a section is over %u bytes", w->path,
                        SEGMENT_MAX_SECTION);
-    put_le(desc, w->off, 8);
-    put_le(desc + 8, sec->len, 4);
-    put_le(desc + 12, crc32c(sec->buf, sec->len), 4);
+    le_put(desc, w->off, 8);
+    le_put(desc + 8, sec->len, 4);
+    le_put(desc + 12, crc32c(sec->buf, sec->len), 4);
     if (fs_pwrite_full(w->fs, w->fd, sec->buf, sec->len, w->off) < 0)
         return err_set_errno(err, ST_EIO, errno, "cannot write segment '%s'", w->tmp);
     w->off += sec->len;
@@ -955,10 +941,10 @@ enum st_status segment_writer_finish(struct segment_writer *w, struct segment_in
     if ((rc = section_write(w, &sec, foot + 32, err)))
         goto out_abort;
 
-    put_le(foot + 48, w->table_id, 8);
-    put_le(foot + 56, w->s->version, 4);
-    put_le(foot + 60, SEGMENT_FORMAT_VERSION, 4);
-    put_le(foot + 68, crc32c(foot, 68), 4);
+    le_put(foot + 48, w->table_id, 8);
+    le_put(foot + 56, w->s->version, 4);
+    le_put(foot + 60, SEGMENT_FORMAT_VERSION, 4);
+    le_put(foot + 68, crc32c(foot, 68), 4);
     memcpy(foot + 72, MAGIC, 8);
     if (fs_pwrite_full(w->fs, w->fd, foot, sizeof(foot), w->off) < 0) {
         rc = err_set_errno(err, ST_EIO, errno, "cannot write segment '%s'", w->tmp);
@@ -1086,13 +1072,13 @@ void segment_unref(struct segment *seg)
 static enum st_status section_read(struct segment *seg, const uint8_t *desc, const char *name,
                                    uint8_t **out, size_t *len, struct err *err)
 {
-    uint64_t off = get_le(desc, 8);
-    size_t n = (size_t)get_le(desc + 8, 4);
+    uint64_t off = le_get(desc, 8);
+    size_t n = (size_t)le_get(desc + 8, 4);
     uint8_t *buf = xmalloc(n ? n : 1);
     enum st_status rc;
 
     rc = read_at(seg->fs, seg->fd, seg->path, buf, n, off, err);
-    if (!rc && !crc_ok(buf, n, (uint32_t)get_le(desc + 12, 4)))
+    if (!rc && !crc_ok(buf, n, (uint32_t)le_get(desc + 12, 4)))
         rc = corrupt(err, seg->path, off, "%s checksum mismatch", name);
     if (rc) {
         free(buf);
@@ -1261,32 +1247,32 @@ static enum st_status frame_check(struct segment *seg, uint64_t size, uint8_t *f
     rc = read_at(seg->fs, seg->fd, seg->path, hdr, sizeof(hdr), 0, err);
     if (rc)
         return rc;
-    if (memcmp(hdr, MAGIC, 8) || get_le(hdr + 8, 4) != SEGMENT_FORMAT_VERSION ||
-        get_le(hdr + 12, 4) != HEADER_SIZE || !crc_ok(hdr, 28, (uint32_t)get_le(hdr + 28, 4)))
+    if (memcmp(hdr, MAGIC, 8) || le_get(hdr + 8, 4) != SEGMENT_FORMAT_VERSION ||
+        le_get(hdr + 12, 4) != HEADER_SIZE || !crc_ok(hdr, 28, (uint32_t)le_get(hdr + 28, 4)))
         return corrupt(err, seg->path, 0, "bad file header");
     rc = read_at(seg->fs, seg->fd, seg->path, foot, FOOTER_SIZE, foot_off, err);
     if (rc)
         return rc;
-    if (memcmp(foot + 72, MAGIC, 8) || !crc_ok(foot, 68, (uint32_t)get_le(foot + 68, 4)) ||
-        get_le(foot + 60, 4) != SEGMENT_FORMAT_VERSION || get_le(foot + 64, 4) != 0)
+    if (memcmp(foot + 72, MAGIC, 8) || !crc_ok(foot, 68, (uint32_t)le_get(foot + 68, 4)) ||
+        le_get(foot + 60, 4) != SEGMENT_FORMAT_VERSION || le_get(foot + 64, 4) != 0)
         return corrupt(err, seg->path, foot_off, "bad footer");
-    if (get_le(foot + 48, 8) != get_le(hdr + 16, 8) || get_le(foot + 56, 4) != get_le(hdr + 24, 4))
+    if (le_get(foot + 48, 8) != le_get(hdr + 16, 8) || le_get(foot + 56, 4) != le_get(hdr + 24, 4))
         return corrupt(err, seg->path, foot_off, "footer and header disagree");
     /* The sections must tile [end of blocks, footer). */
-    *data_end = get_le(foot, 8);
+    *data_end = le_get(foot, 8);
     pos = *data_end;
     for (int s = 0; s < 3; s++) {
         const uint8_t *d = foot + 16 * s;
 
-        if (get_le(d, 8) != pos || get_le(d + 8, 4) > SEGMENT_MAX_SECTION ||
-            get_le(d + 8, 4) > foot_off - pos)
+        if (le_get(d, 8) != pos || le_get(d + 8, 4) > SEGMENT_MAX_SECTION ||
+            le_get(d + 8, 4) > foot_off - pos)
             return corrupt(err, seg->path, foot_off, "bad section layout");
-        pos += get_le(d + 8, 4);
+        pos += le_get(d + 8, 4);
     }
     if (*data_end < HEADER_SIZE || pos != foot_off)
         return corrupt(err, seg->path, foot_off, "bad section layout");
-    seg->info.table_id = get_le(foot + 48, 8);
-    seg->info.schema_version = (uint32_t)get_le(foot + 56, 4);
+    seg->info.table_id = le_get(foot + 48, 8);
+    seg->info.schema_version = (uint32_t)le_get(foot + 56, 4);
     seg->info.file_bytes = size;
     return ST_OK;
 }
@@ -1326,18 +1312,18 @@ enum st_status segment_open(struct fs *fs, const char *path, struct segment **ou
         goto out_free;
     if ((rc = section_read(seg, foot, "meta section", &meta, &len, err)))
         goto out_free;
-    rc = meta_parse(seg, meta, len, get_le(foot, 8), err);
+    rc = meta_parse(seg, meta, len, le_get(foot, 8), err);
     free(meta);
     if (rc)
         goto out_free;
     if ((rc = section_read(seg, foot + 16, "index section", &seg->index, &len, err)))
         goto out_free;
-    if ((rc = index_parse(seg, len, get_le(foot + 16, 8), data_end, err)))
+    if ((rc = index_parse(seg, len, le_get(foot + 16, 8), data_end, err)))
         goto out_free;
     if ((rc = section_read(seg, foot + 32, "bloom section", &seg->bloom_buf, &len, err)))
         goto out_free;
     if (bloom_parse(seg->bloom_buf, len, &seg->bloom) || (seg->info.keys && seg->bloom.m == 0)) {
-        rc = corrupt(err, path, get_le(foot + 32, 8), "malformed bloom section");
+        rc = corrupt(err, path, le_get(foot + 32, 8), "malformed bloom section");
         goto out_free;
     }
     *out = seg;
@@ -1624,9 +1610,9 @@ static enum st_status block_unpack(const struct segment *seg, struct dblock *db,
     uint64_t rlen;
     int got;
 
-    if (!crc_ok(db->buf, b->len - 4, (uint32_t)get_le(db->buf + b->len - 4, 4)))
+    if (!crc_ok(db->buf, b->len - 4, (uint32_t)le_get(db->buf + b->len - 4, 4)))
         return corrupt(err, seg->path, b->off, "block checksum mismatch");
-    rlen = get_le(db->buf + 1, 4);
+    rlen = le_get(db->buf + 1, 4);
     if (db->buf[0] == CODEC_STORED) {
         if (rlen != plen)
             return corrupt(err, seg->path, b->off, "stored block length mismatch");
