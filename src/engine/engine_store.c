@@ -44,6 +44,7 @@
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "engine/engine_int.h"
 #include "engine/merge.h"
@@ -556,6 +557,23 @@ static enum st_status flush_one(engine *e, struct engine_job_result *res, struct
     memtable_ref(mt);
     pthread_mutex_unlock(&e->mt_lock);
 
+    /*
+     * Segments hold durable commits only: wait for the memtable's last
+     * commits to become visible (a group commit away), and never flush
+     * after a WAL failure, whose applied-but-failed commits must stay
+     * invisible (the restart replays only what the WAL holds).
+     */
+    if (e->jobs) {
+        for (int i = 0; mvcc_visible(e->mvcc) < upto; i++) {
+            if (mvcc_error(e->mvcc, NULL) || i >= 2000) {
+                memtable_unref(mt);
+                return err_set(err, ST_EAGAIN,
+                               "commits up to version %llu are not durable; the flush waits",
+                               (unsigned long long)upto);
+            }
+            usleep(500);
+        }
+    }
     memtable_freeze(mt);
     horizon = take_horizon(e);
     snap = catalog_acquire(e->cat);
@@ -646,7 +664,7 @@ static enum st_status flush_some(engine *e, size_t max, struct engine_job_result
         update_level_metrics(e);
     }
     pthread_mutex_unlock(&e->flush_lock);
-    if (rc && rc != ST_ENOTFOUND && e->sm)
+    if (rc && rc != ST_ENOTFOUND && rc != ST_EAGAIN && e->sm)
         metric_inc(e->sm->flush_errors);
     return rc == ST_ENOTFOUND ? ST_OK : rc;
 }
@@ -970,11 +988,17 @@ static void flush_task(void *arg)
 {
     engine *e = arg;
     struct engine_job_result res;
+    enum st_status rc;
     struct err err;
 
     memset(&res, 0, sizeof(res));
     /* One memtable a run: the checkpoint and compaction it wakes run beside the next. */
-    if (flush_some(e, 1, &res, &err)) {
+    rc = flush_some(e, 1, &res, &err);
+    if (rc == ST_EAGAIN) {
+        log_debug("engine flush postponed: %s", err.msg);
+        return;
+    }
+    if (rc) {
         log_error("engine flush failed (retried later): %s", err.msg);
         return;
     }

@@ -728,6 +728,19 @@ END_TEST
 
 /* A failed fsync: nothing more is acknowledged, and after a crash every
  * acknowledged record is there and the failed batch is not. */
+struct job_answer {
+    bool done;
+    struct engine_job_result r;
+};
+
+static void on_job(void *arg, const struct engine_job_result *r)
+{
+    struct job_answer *a = arg;
+
+    a->r = *r;
+    a->done = true;
+}
+
 START_TEST(test_wal_failure_is_sticky_and_loses_nothing_acknowledged)
 {
     engine *e = open_engine();
@@ -749,6 +762,15 @@ START_TEST(test_wal_failure_is_sticky_and_loses_nothing_acknowledged)
     /* Later writes fail at once. */
     b = ingest(e, "{\"id\":51,\"ts\":0,\"origin\":\"Z\"}", false, NULL);
     ck_assert_int_eq(b.r.st, ST_EIO);
+    /* The failed batch is in the memtable: no flush may make it a segment. */
+    {
+        struct job_answer j = {0};
+
+        engine_checkpoint(e, on_job, &j);
+        pump_until(&j.done);
+        ck_assert_int_eq(j.r.st, ST_EAGAIN);
+        ck_assert_uint_eq(j.r.segments_written, 0);
+    }
 
     close_engine(e);
     fs_fault_crash(tfs, FS_CRASH_DROP_UNSYNCED, 1);
@@ -807,19 +829,6 @@ START_TEST(test_crash_keeps_acknowledged_writes)
 END_TEST
 
 /* ---- segments: flush, compaction, checkpoint ---- */
-
-struct job_answer {
-    bool done;
-    struct engine_job_result r;
-};
-
-static void on_job(void *arg, const struct engine_job_result *r)
-{
-    struct job_answer *a = arg;
-
-    a->r = *r;
-    a->done = true;
-}
 
 static struct engine_job_result checkpoint_now(engine *e)
 {
