@@ -70,12 +70,48 @@ enum st_status key_decode_pk(const struct schema *s, const void *key, size_t len
  */
 uint64_t key_hash(const void *key, size_t len);
 
-/* memcmp() order, the shorter first on a common prefix: <0, 0 or >0. */
+/* The first 8 bytes of p as a big-endian number (their memcmp() order). */
+static inline uint64_t key_prefix8(const void *p)
+{
+    uint64_t x;
+
+    memcpy(&x, p, 8);
+#if defined(__GNUC__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    x = __builtin_bswap64(x);
+#elif defined(__GNUC__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+#else
+    {
+        const uint8_t *b = p;
+
+        x = 0;
+        for (int i = 0; i < 8; i++)
+            x = x << 8 | b[i];
+    }
+#endif
+    return x;
+}
+
+/*
+ * memcmp() order, the shorter first on a common prefix: <0, 0 or >0.
+ * Keys are short (an int64 key is 9 bytes): the first 8 bytes are
+ * compared as one number before memcmp() is called for the rest.
+ */
 static inline int key_compare(const void *a, size_t alen, const void *b, size_t blen)
 {
     size_t n = alen < blen ? alen : blen;
-    int c = n ? memcmp(a, b, n) : 0;
+    int c;
 
+    if (n >= 8) {
+        uint64_t x = key_prefix8(a), y = key_prefix8(b);
+
+        if (x != y)
+            return x < y ? -1 : 1;
+        if (n == 8)
+            return (alen > blen) - (alen < blen);
+        c = memcmp((const uint8_t *)a + 8, (const uint8_t *)b + 8, n - 8);
+    } else {
+        c = n ? memcmp(a, b, n) : 0;
+    }
     if (c)
         return c;
     return (alen > blen) - (alen < blen);

@@ -1538,6 +1538,26 @@ static struct group *group_new(struct query_exec *q, const uint8_t *key, size_t 
 }
 
 /* The current row's group, created if new; NULL over the memory limit. */
+/* Equality of two short byte strings (group keys) without a call to memcmp(). */
+static inline bool bytes_eq(const uint8_t *a, const uint8_t *b, size_t n)
+{
+    while (n >= 8) {
+        uint64_t x, y;
+
+        memcpy(&x, a, 8);
+        memcpy(&y, b, 8);
+        if (x != y)
+            return false;
+        a += 8;
+        b += 8;
+        n -= 8;
+    }
+    while (n--)
+        if (*a++ != *b++)
+            return false;
+    return true;
+}
+
 static struct group *group_find(struct query_exec *q)
 {
     size_t len;
@@ -1550,12 +1570,12 @@ static struct group *group_find(struct query_exec *q)
     }
     len = group_key(q);
     /* Rows in key order often repeat the last group (time buckets do). */
-    if (q->last && q->last->key_len == len && !memcmp(q->last->key, q->kbuf, len))
+    if (q->last && q->last->key_len == len && bytes_eq(q->last->key, q->kbuf, len))
         return q->last;
     h = key_hash(q->kbuf, len);
     if (q->table) {
         for (struct group *g = q->table[h & (q->table_size - 1)]; g; g = g->next)
-            if (g->hash == h && g->key_len == len && !memcmp(g->key, q->kbuf, len))
+            if (g->hash == h && g->key_len == len && bytes_eq(g->key, q->kbuf, len))
                 return q->last = g;
     }
     return q->last = group_new(q, q->kbuf, len, h);
