@@ -1270,6 +1270,53 @@ START_TEST(test_storage_quota)
 }
 END_TEST
 
+/* A full disk during a flush or a compaction loses nothing and leaves no file behind. */
+START_TEST(test_disk_full_during_flush_and_compaction)
+{
+    engine *e;
+    struct engine_job_result r;
+    struct engine_storage_stats st;
+    struct job_answer j = {0};
+    int64_t delay;
+
+    mt_size = 64u << 10;
+    e = open_engine();
+    make_flights(e);
+    ingest_range(e, 0, 600, 3);
+    checkpoint_now(e);
+    ingest_range(e, 600, 1200, 3);
+
+    /* Every write fails: the flush of the checkpoint fails, the rows stay readable. */
+    fs_fault_fail_nth(tfs, FS_OP_WRITE, 1, ENOSPC, true);
+    engine_checkpoint(e, on_job, &j);
+    pump_until(&j.done);
+    ck_assert_int_ne(j.r.st, ST_OK);
+    r = compact_now(e, "acme", "flights");
+    ck_assert_int_ne(r.st, ST_OK);
+    ck_assert_int_eq(get(e, "5", 0, &delay, NULL), ST_OK);
+    ck_assert_int_eq(delay, 15);
+    ck_assert_int_eq(get(e, "1100", 0, &delay, NULL), ST_OK);
+    ck_assert_int_eq(delay, 3300);
+    ck_assert_uint_eq(scan_count(e, 0, NULL, NULL, NULL), 1200);
+
+    /* Space again: both succeed, and nothing was lost or doubled. */
+    fs_fault_clear(tfs);
+    checkpoint_now(e);
+    r = compact_now(e, "acme", "flights");
+    ck_assert_msg(r.st == ST_OK, "compact: %s", r.err.msg);
+    engine_storage_stats(e, &st);
+    ck_assert_uint_eq(st.segments, 1);
+    ck_assert_uint_eq(st.rows_stored, 1200);
+    close_engine(e);
+    e = open_engine();
+    ck_assert_uint_eq(scan_count(e, 0, NULL, NULL, NULL), 1200);
+    ck_assert_int_eq(get(e, "1100", 0, &delay, NULL), ST_OK);
+    ck_assert_int_eq(delay, 3300);
+    close_engine(e);
+    mt_size = 0;
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("engine");
@@ -1303,6 +1350,7 @@ int main(void)
     tcase_set_timeout(fault, 30);
     tcase_add_test(fault, test_wal_failure_is_sticky_and_loses_nothing_acknowledged);
     tcase_add_test(fault, test_crash_keeps_acknowledged_writes);
+    tcase_add_test(fault, test_disk_full_during_flush_and_compaction);
     suite_add_tcase(s, fault);
 
     sr = srunner_create(s);
