@@ -70,6 +70,7 @@
 #include "engine/timestamp.h"
 #include "http/httpd.h"
 #include "server.h"
+#include "util/metrics.h"
 #include "util/timeutil.h"
 
 #define STEP_BUDGET 4096        /* units of executor work per loop turn */
@@ -209,6 +210,23 @@ static bool flush(struct qrun *q)
 }
 
 /* The query is done: the answer's end, then free everything. */
+/* strata_query_duration_seconds: from the request to the last row, waits for the reader included.
+ */
+static void observe(struct qrun *q, bool failed)
+{
+    static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                     0.1,    0.25,  0.5,    1,     2.5,  5,     10};
+    struct metric *m;
+
+    if (!q->srv->metrics)
+        return;
+    m = metrics_histogram(q->srv->metrics, "strata_query_duration_seconds",
+                          "Queries (POST .../query) from start to their last row, by outcome.",
+                          "outcome", buckets, ST_ARRAY_SIZE(buckets));
+    metric_observe(metric_series_get(m, failed ? "error" : "ok"),
+                   (double)(time_mono_ns() - q->start_ns) / 1e9);
+}
+
 static void finish(struct qrun *q)
 {
     struct query_stats st;
@@ -232,6 +250,7 @@ static void finish(struct qrun *q)
         strbuf_addch(&q->out, '}');
         httpd_reply_strbuf(q->req, 200, "application/json", &q->out);
     }
+    observe(q, false);
     qrun_free(q);
 }
 
@@ -251,6 +270,7 @@ static void fail(struct qrun *q, enum st_status st, const char *code, int http, 
     } else {
         httpd_reply_error(q->req, http, code, "%s", msg);
     }
+    observe(q, true);
     qrun_free(q);
 }
 

@@ -481,11 +481,17 @@ static void finish(engine *e, struct pending *p)
 
 static void update_gauges(engine *e)
 {
+    size_t nfrozen;
+
     if (!e->m_version)
         return;
+    pthread_mutex_lock(&e->mt_lock);
+    nfrozen = e->nfrozen;
+    pthread_mutex_unlock(&e->mt_lock);
     metric_set(e->m_version, (double)mvcc_visible(e->mvcc));
     metric_set(e->m_mem_bytes, (double)memtable_bytes(e->active));
-    metric_set(e->m_frozen, (double)e->nfrozen);
+    metric_set(e->m_frozen, (double)nfrozen);
+    metric_set(e->m_snapshots, (double)mvcc_snapshot_count(e->mvcc));
 }
 
 /* On the loop thread: ends completed commits and answers visible ones. */
@@ -1864,6 +1870,8 @@ static void declare_metrics(engine *e)
         metrics_gauge(m, "strata_visible_version", "The newest visible commit version.", NULL));
     e->m_readonly = metric_series_get(metrics_gauge(
         m, "strata_read_only", "1 when a storage failure made the server read-only.", NULL));
+    e->m_snapshots = metric_series_get(metrics_gauge(
+        m, "strata_snapshots_held", "Snapshots held by clients (POST .../snapshots).", NULL));
 }
 
 static char *path_join(const char *dir, const char *name)

@@ -82,6 +82,7 @@ struct engine {
     struct metric_series *m_frozen;
     struct metric_series *m_version;
     struct metric_series *m_readonly;
+    struct metric_series *m_snapshots;
     /* Storage: segments, background jobs (engine_store.c) */
     pthread_mutex_t mt_lock;        /* guards frozen/nfrozen/frozen_upto and the
                                      * active pointer against readers on other

@@ -29,6 +29,7 @@
 #include "engine/mvcc.h"
 #include "engine/query.h"
 #include "engine/segment.h"
+#include "util/metrics.h"
 #include "util/timeutil.h"
 
 /* ------------------------------------------------------------------ */
@@ -470,6 +471,12 @@ void engine_scan_close(struct engine_scan *s)
 /* ------------------------------------------------------------------ */
 /* Held snapshots */
 
+static void count_snapshots(engine *e)
+{
+    if (e->m_snapshots)
+        metric_set(e->m_snapshots, (double)mvcc_snapshot_count(e->mvcc));
+}
+
 /* The id of tenant in the current catalog, or 0 (err set). */
 static uint64_t tenant_id(engine *e, const char *tenant, struct err *err)
 {
@@ -495,6 +502,7 @@ enum st_status engine_snapshot_hold(engine *e, const char *tenant, int64_t ttl_m
         return ST_ENOTFOUND;
     mvcc_snapshot_expire(e->mvcc, now);
     rc = mvcc_snapshot_hold(e->mvcc, owner, 0, now, ttl_ms, &ms, err);
+    count_snapshots(e);
     if (rc)
         return rc;
     out->id = ms.id;
@@ -511,6 +519,7 @@ enum st_status engine_snapshot_release(engine *e, const char *tenant, uint64_t i
         return ST_ENOTFOUND;
     if (mvcc_snapshot_release(e->mvcc, owner, id) != ST_OK)
         return err_set(err, ST_ENOTFOUND, "no snapshot '%llu'", (unsigned long long)id);
+    count_snapshots(e);
     return ST_OK;
 }
 
