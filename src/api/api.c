@@ -52,6 +52,28 @@ struct engine *api__engine(struct httpd_req *req, const struct server *srv)
     return srv->engine;
 }
 
+const char *api__name_param(struct httpd_req *req, const char *param, const char *what)
+{
+    const char *name = httpd_req_param(req, param);
+
+    if (!name || !schema_entity_name_is_valid(name, strlen(name))) {
+        httpd_reply_error(req, 400, "bad_request",
+                          "invalid %s name '%.64s' (expected [a-z0-9][a-z0-9_-]{0,62})", what,
+                          name ? name : "");
+        return NULL;
+    }
+    return name;
+}
+
+const char *api__scoped_tenant(struct httpd_req *req, const struct server *srv, unsigned scope)
+{
+    if (!api__engine(req, srv))
+        return NULL;
+    if (!api_auth_tenant(req, srv, httpd_req_param(req, "tenant"), scope))
+        return NULL;
+    return api__name_param(req, "tenant", "tenant");
+}
+
 json_t *api__body_object(struct httpd_req *req)
 {
     const char *ce = httpd_req_header(req, "Content-Encoding");

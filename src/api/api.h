@@ -89,6 +89,20 @@ void api__reply_error_members(struct httpd_req *req, int status, const char *cod
 struct engine *api__engine(struct httpd_req *req, const struct server *srv);
 
 /*
+ * The path parameter param as a tenant or table name (what says which, for
+ * the message), or NULL after answering 400 bad_request.
+ */
+const char *api__name_param(struct httpd_req *req, const char *param, const char *what);
+
+/*
+ * The start of a tenant-scoped call: the engine is ready, the token may
+ * use scope on the path's tenant (checked before the name, so keys cannot
+ * probe), the tenant name is valid. Returns the tenant; NULL after
+ * answering.
+ */
+const char *api__scoped_tenant(struct httpd_req *req, const struct server *srv, unsigned scope);
+
+/*
  * The request body as a JSON object (json_loadb, duplicate keys refused),
  * or NULL after answering 400 invalid_json naming line, column and byte,
  * 400 bad_request when it is not an object, or 415 for a Content-Encoding

@@ -103,20 +103,6 @@ static json_t *table_json(const struct catalog_table *tb, bool with_versions)
     return o;
 }
 
-/* The path parameter name, after the contract's name check (400 otherwise). */
-static const char *name_param(struct httpd_req *req, const char *param, const char *what)
-{
-    const char *name = httpd_req_param(req, param);
-
-    if (!name || !schema_entity_name_is_valid(name, strlen(name))) {
-        httpd_reply_error(req, 400, "bad_request",
-                          "invalid %s name '%.64s' (expected [a-z0-9][a-z0-9_-]{0,62})", what,
-                          name ? name : "");
-        return NULL;
-    }
-    return name;
-}
-
 /*
  * The start of an admin call on one tenant: the engine is ready, the admin
  * token is given, the tenant name is valid. NULL after answering.
@@ -125,21 +111,7 @@ static const char *admin_tenant(struct httpd_req *req, struct server *srv)
 {
     if (!api__engine(req, srv) || !api_require_admin(req, srv))
         return NULL;
-    return name_param(req, "tenant", "tenant");
-}
-
-/*
- * The start of a tenant-scoped call: the engine is ready, the token may
- * use scope on the tenant (checked before the name, so keys cannot probe),
- * the tenant name is valid. NULL after answering.
- */
-static const char *scoped_tenant(struct httpd_req *req, struct server *srv, unsigned scope)
-{
-    if (!api__engine(req, srv))
-        return NULL;
-    if (!api_auth_tenant(req, srv, httpd_req_param(req, "tenant"), scope))
-        return NULL;
-    return name_param(req, "tenant", "tenant");
+    return api__name_param(req, "tenant", "tenant");
 }
 
 /* Refuses keys of o other than those listed (400); true when all are known. */
@@ -516,7 +488,7 @@ static void handle_tables_post(struct httpd_req *req, void *arg)
     struct err err;
     json_t *body;
 
-    tenant = scoped_tenant(req, srv, CATALOG_SCOPE_MANAGE);
+    tenant = api__scoped_tenant(req, srv, CATALOG_SCOPE_MANAGE);
     if (!tenant)
         return;
     body = api__body_object(req);
@@ -546,7 +518,7 @@ static const struct catalog_tenant *tenant_for_read(struct httpd_req *req, struc
 
     if (!api_auth_tenant(req, srv, tenant, CATALOG_SCOPE_READ))
         return NULL;
-    if (!name_param(req, "tenant", "tenant"))
+    if (!api__name_param(req, "tenant", "tenant"))
         return NULL;
     t = catalog_find_tenant(snap, tenant, strlen(tenant));
     if (!t)
@@ -590,7 +562,7 @@ static void handle_table_get(struct httpd_req *req, void *arg)
     t = tenant_for_read(req, srv, snap);
     if (!t)
         goto out_release;
-    table = name_param(req, "table", "table");
+    table = api__name_param(req, "table", "table");
     if (!table)
         goto out_release;
     tb = catalog_tenant_find_table(t, table, strlen(table));
@@ -614,10 +586,10 @@ static void handle_table_delete(struct httpd_req *req, void *arg)
     struct catalog_op op;
     const char *tenant, *table;
 
-    tenant = scoped_tenant(req, srv, CATALOG_SCOPE_MANAGE);
+    tenant = api__scoped_tenant(req, srv, CATALOG_SCOPE_MANAGE);
     if (!tenant)
         return;
-    table = name_param(req, "table", "table");
+    table = api__name_param(req, "table", "table");
     if (!table)
         return;
     catalog_op_delete_table(&op, tenant, table);
@@ -697,10 +669,10 @@ static void handle_schema_put(struct httpd_req *req, void *arg)
     struct err err;
     json_t *body;
 
-    tenant = scoped_tenant(req, srv, CATALOG_SCOPE_MANAGE);
+    tenant = api__scoped_tenant(req, srv, CATALOG_SCOPE_MANAGE);
     if (!tenant)
         return;
-    table = name_param(req, "table", "table");
+    table = api__name_param(req, "table", "table");
     if (!table)
         return;
     body = api__body_object(req);

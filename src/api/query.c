@@ -562,18 +562,12 @@ err_free:
 static void handle_query(struct httpd_req *req, void *arg)
 {
     struct server *srv = arg;
-    const char *tenant = httpd_req_param(req, "tenant");
+    const char *tenant = api__scoped_tenant(req, srv, CATALOG_SCOPE_READ);
     struct qrun *q;
     json_t *body;
 
-    if (!api__engine(req, srv) || !api_auth_tenant(req, srv, tenant, CATALOG_SCOPE_READ))
+    if (!tenant)
         return;
-    if (!schema_entity_name_is_valid(tenant, strlen(tenant))) {
-        httpd_reply_error(req, 400, "bad_request",
-                          "invalid tenant name '%.64s' (expected [a-z0-9][a-z0-9_-]{0,62})",
-                          tenant);
-        return;
-    }
     body = api__body_object(req);
     if (!body)
         return;
@@ -591,22 +585,6 @@ static void handle_query(struct httpd_req *req, void *arg)
 
 /* ------------------------------------------------------------------ */
 /* Snapshots */
-
-/* The path's tenant, authenticated (scope read) and valid; NULL after answering. */
-static const char *snapshot_tenant(struct httpd_req *req, struct server *srv)
-{
-    const char *tenant = httpd_req_param(req, "tenant");
-
-    if (!api__engine(req, srv) || !api_auth_tenant(req, srv, tenant, CATALOG_SCOPE_READ))
-        return NULL;
-    if (!schema_entity_name_is_valid(tenant, strlen(tenant))) {
-        httpd_reply_error(req, 400, "bad_request",
-                          "invalid tenant name '%.64s' (expected [a-z0-9][a-z0-9_-]{0,62})",
-                          tenant);
-        return NULL;
-    }
-    return tenant;
-}
 
 /* The body's ttl in ms, cut to mvcc.max_snapshot_ttl; false after answering 400. */
 static bool snapshot_ttl(struct httpd_req *req, const struct server *srv, json_t *body,
@@ -653,7 +631,8 @@ static void handle_snapshot_post(struct httpd_req *req, void *arg)
     json_t *body;
     size_t n;
 
-    if (!(tenant = snapshot_tenant(req, srv)) || !(body = api__body_object(req)))
+    if (!(tenant = api__scoped_tenant(req, srv, CATALOG_SCOPE_READ)) ||
+        !(body = api__body_object(req)))
         return;
     if (!snapshot_ttl(req, srv, body, &ttl_ms))
         goto out_decref;
@@ -680,7 +659,7 @@ static void handle_snapshot_delete(struct httpd_req *req, void *arg)
     struct err err;
     uint64_t id;
 
-    if (!(tenant = snapshot_tenant(req, srv)))
+    if (!(tenant = api__scoped_tenant(req, srv, CATALOG_SCOPE_READ)))
         return;
     id_text = httpd_req_param(req, "id");
     if (!api_version_parse(id_text, &id) || id == 0) {

@@ -61,22 +61,11 @@ struct ingest {
 static bool tenant_table(struct httpd_req *req, const struct server *srv, unsigned scope,
                          const char **tenant, const char **table)
 {
-    *tenant = httpd_req_param(req, "tenant");
+    *tenant = api__scoped_tenant(req, srv, scope);
+    if (!*tenant)
+        return false;
     *table = httpd_req_param(req, "table");
-    if (!api_auth_tenant(req, srv, *tenant, scope))
-        return false;
-    if (!schema_entity_name_is_valid(*tenant, strlen(*tenant))) {
-        httpd_reply_error(req, 400, "bad_request",
-                          "invalid tenant name '%.64s' (expected [a-z0-9][a-z0-9_-]{0,62})",
-                          *tenant);
-        return false;
-    }
-    if (*table && !schema_entity_name_is_valid(*table, strlen(*table))) {
-        httpd_reply_error(req, 400, "bad_request",
-                          "invalid table name '%.64s' (expected [a-z0-9][a-z0-9_-]{0,62})", *table);
-        return false;
-    }
-    return true;
+    return !*table || api__name_param(req, "table", "table");
 }
 
 void api__details_json(struct strbuf *sb, const struct decode_detail *d, uint32_t n)
@@ -159,7 +148,7 @@ static void handle_ingest(struct httpd_req *req, void *arg)
     size_t len;
     bool gzip;
 
-    if (!api__engine(req, srv) || !tenant_table(req, srv, CATALOG_SCOPE_WRITE, &tenant, &table))
+    if (!tenant_table(req, srv, CATALOG_SCOPE_WRITE, &tenant, &table))
         return;
     memset(&opts, 0, sizeof(opts));
     err_clear(&err);
@@ -228,7 +217,7 @@ static void handle_delete(struct httpd_req *req, void *arg)
     const char *tenant, *table;
     size_t nkey;
 
-    if (!api__engine(req, srv) || !tenant_table(req, srv, CATALOG_SCOPE_WRITE, &tenant, &table))
+    if (!tenant_table(req, srv, CATALOG_SCOPE_WRITE, &tenant, &table))
         return;
     key = httpd_req_param_segments(req, "key", &nkey);
     engine_delete(srv->engine, tenant, table, key, nkey, delete_done, req);
@@ -249,7 +238,7 @@ static void handle_get(struct httpd_req *req, void *arg)
     struct err err;
     size_t nkey;
 
-    if (!api__engine(req, srv) || !tenant_table(req, srv, CATALOG_SCOPE_READ, &tenant, &table))
+    if (!tenant_table(req, srv, CATALOG_SCOPE_READ, &tenant, &table))
         return;
     as_of_text = httpd_req_query_arg(req, "as_of");
     if (as_of_text && !api_version_parse(as_of_text, &as_of)) {
@@ -285,7 +274,7 @@ static void handle_version(struct httpd_req *req, void *arg)
     char buf[64];
     int n;
 
-    if (!api__engine(req, srv) || !tenant_table(req, srv, CATALOG_SCOPE_READ, &tenant, &table))
+    if (!tenant_table(req, srv, CATALOG_SCOPE_READ, &tenant, &table))
         return;
     snap = engine_catalog(srv->engine);
     found = catalog_find_tenant(snap, tenant, strlen(tenant)) != NULL;

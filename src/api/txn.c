@@ -586,21 +586,15 @@ static void txn_done(void *arg, const struct engine_txn_result *res)
 static void handle_txn(struct httpd_req *req, void *arg)
 {
     struct server *srv = arg;
-    const char *tenant = httpd_req_param(req, "tenant");
+    const char *tenant = api__scoped_tenant(req, srv, CATALOG_SCOPE_WRITE);
     const struct catalog_tenant *tn;
     struct catalog_snap *snap;
     struct txn_build b;
     struct txn_call *call;
     json_t *root;
 
-    if (!api__engine(req, srv) || !api_auth_tenant(req, srv, tenant, CATALOG_SCOPE_WRITE))
+    if (!tenant)
         return;
-    if (!schema_entity_name_is_valid(tenant, strlen(tenant))) {
-        httpd_reply_error(req, 400, "bad_request",
-                          "invalid tenant name '%.64s' (expected [a-z0-9][a-z0-9_-]{0,62})",
-                          tenant);
-        return;
-    }
     root = api__body_object(req);
     if (!root)
         return;
