@@ -521,22 +521,7 @@ static bool ends_with(const char *s, const char *suffix)
 /* Parses "<16 lowercase hex digits>.seg". */
 static bool parse_seg_name(const char *name, uint64_t *id)
 {
-    uint64_t v = 0;
-
-    if (strlen(name) != 20 || strcmp(name + 16, ".seg") != 0)
-        return false;
-    for (int i = 0; i < 16; i++) {
-        char c = name[i];
-
-        if (c >= '0' && c <= '9')
-            v = v << 4 | (uint64_t)(c - '0');
-        else if (c >= 'a' && c <= 'f')
-            v = v << 4 | (uint64_t)(c - 'a' + 10);
-        else
-            return false;
-    }
-    *id = v;
-    return true;
+    return strlen(name) == 20 && strcmp(name + 16, ".seg") == 0 && st_parse_hex(name, 16, id);
 }
 
 /* Loads MANIFEST into img (an empty image when there is none). */

@@ -540,23 +540,10 @@ static void file_name(char *out, size_t n, uint64_t seq, const char *ext)
 /* Parses "wal-<16 hex>.<ext>"; returns true with *seq. */
 static bool name_parse(const char *name, const char *ext, uint64_t *seq)
 {
-    uint64_t v = 0;
-
     if (strlen(name) != NAME_LEN || strncmp(name, "wal-", 4) || name[20] != '.' ||
         strcmp(name + 21, ext))
         return false;
-    for (int i = 4; i < 20; i++) {
-        char c = name[i];
-
-        if (c >= '0' && c <= '9')
-            v = v << 4 | (uint64_t)(c - '0');
-        else if (c >= 'a' && c <= 'f')
-            v = v << 4 | (uint64_t)(c - 'a' + 10);
-        else
-            return false;
-    }
-    *seq = v;
-    return true;
+    return st_parse_hex(name + 4, 16, seq);
 }
 
 static void files_push(struct wal *w, const char *path, uint64_t first_seq)
@@ -1329,14 +1316,14 @@ static void register_metrics(struct wal *w)
         return;
     w->m_appends = metric_series_get(
         metrics_counter(m, "strata_wal_appends_total", "records written to the WAL", NULL));
-    w->m_bytes = metric_series_get(
-        metrics_counter(m, "strata_wal_append_bytes_total", "payload bytes written to the WAL", NULL));
+    w->m_bytes = metric_series_get(metrics_counter(m, "strata_wal_append_bytes_total",
+                                                   "payload bytes written to the WAL", NULL));
     w->m_groups = metric_series_get(
         metrics_counter(m, "strata_wal_groups_total", "group commits (one write each)", NULL));
     w->m_syncs = metric_series_get(
         metrics_counter(m, "strata_wal_syncs_total", "fdatasync calls on WAL files", NULL));
-    w->m_sync_s = metric_series_get(
-        metrics_histogram(m, "strata_wal_sync_seconds", "latency of WAL fdatasync calls", NULL, NULL, 0));
+    w->m_sync_s = metric_series_get(metrics_histogram(
+        m, "strata_wal_sync_seconds", "latency of WAL fdatasync calls", NULL, NULL, 0));
     w->m_queued = metric_series_get(
         metrics_gauge(m, "strata_wal_queued_bytes", "bytes appended and not yet completed", NULL));
     w->m_failed = metric_series_get(

@@ -69,6 +69,26 @@ void *realloc_array(void *p, size_t nmemb, size_t size)
     return xrealloc(p, nmemb * size);
 }
 
+bool st_parse_hex(const char *s, size_t n, uint64_t *out)
+{
+    uint64_t v = 0;
+
+    if (n > 16)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+
+        if (c >= '0' && c <= '9')
+            v = v << 4 | (uint64_t)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            v = v << 4 | (uint64_t)(c - 'a' + 10);
+        else
+            return false;
+    }
+    *out = v;
+    return true;
+}
+
 bool st_strlcpy(char *dst, const char *src, size_t n)
 {
     size_t len = strlen(src);

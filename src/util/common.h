@@ -59,4 +59,10 @@ void *realloc_array(void *p, size_t nmemb, size_t size);
  */
 bool st_strlcpy(char *dst, const char *src, size_t n);
 
+/*
+ * Parses exactly n lowercase hex digits at s (n <= 16: the file-name
+ * numbers of the WAL and the segments) into *out; false on any other byte.
+ */
+bool st_parse_hex(const char *s, size_t n, uint64_t *out);
+
 #endif

@@ -110,6 +110,24 @@ START_TEST(test_err_set)
 }
 END_TEST
 
+START_TEST(test_parse_hex)
+{
+    uint64_t v = 1;
+
+    ck_assert(st_parse_hex("00000000000000ff", 16, &v));
+    ck_assert_uint_eq(v, 255);
+    ck_assert(st_parse_hex("ffffffffffffffff", 16, &v));
+    ck_assert_uint_eq(v, UINT64_MAX);
+    ck_assert(st_parse_hex("a1", 2, &v));
+    ck_assert_uint_eq(v, 0xa1);
+    v = 7;
+    ck_assert(!st_parse_hex("00000000000000FF", 16, &v)); /* lowercase only */
+    ck_assert(!st_parse_hex("0000000g", 8, &v));
+    ck_assert(!st_parse_hex("00000000000000000", 17, &v)); /* more than 64 bits */
+    ck_assert_uint_eq(v, 7);                               /* untouched on failure */
+}
+END_TEST
+
 START_TEST(test_strlcpy)
 {
     char buf[4];
@@ -159,6 +177,7 @@ int main(void)
     int failed;
 
     tcase_add_test(tc, test_strbuf_add_and_addf);
+    tcase_add_test(tc, test_parse_hex);
     tcase_add_test(tc, test_strbuf_grows_past_initial_size);
     tcase_add_test(tc, test_strbuf_detach);
     tcase_add_test(tc, test_json_escaping);
