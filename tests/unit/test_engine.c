@@ -1317,6 +1317,53 @@ START_TEST(test_disk_full_during_flush_and_compaction)
 }
 END_TEST
 
+/* A backup that cannot be written fails cleanly; the next one works and the engine goes on. */
+START_TEST(test_backup_failure_and_retry)
+{
+    engine *e;
+    struct job_answer a = {0}, b = {0};
+
+    mt_size = 64u << 10;
+    e = open_engine();
+    make_flights(e);
+    ingest_range(e, 0, 400, 1);
+    checkpoint_now(e);
+    ck_assert_int_eq(tfs->mkdir(tfs, "/backups", 0755), 0);
+
+    fs_fault_fail_nth(tfs, FS_OP_WRITE, 1, ENOSPC, true);
+    engine_backup(e, "/backups/one", on_job, &a);
+    pump_until(&a.done);
+    ck_assert_int_eq(a.r.st, ST_EIO);
+    ck_assert_ptr_nonnull(strstr(a.r.err.msg, "/backups/one"));
+    fs_fault_clear(tfs);
+
+    engine_backup(e, "/backups/two", on_job, &b);
+    pump_until(&b.done);
+    ck_assert_msg(b.r.st == ST_OK, "backup: %s", b.r.err.msg);
+    ck_assert_uint_ge(b.r.files_copied, 4);
+    memset(&a, 0, sizeof(a));
+    engine_backup(e, "/backups/two", on_job, &a);
+    pump_until(&a.done);
+    ck_assert_int_eq(a.r.st, ST_EEXIST);
+    memset(&a, 0, sizeof(a));
+    engine_backup(e, "relative", on_job, &a);
+    pump_until(&a.done);
+    ck_assert_int_eq(a.r.st, ST_EINVAL);
+    /* The failed backup left no hold on the WAL: writes and checkpoints go on. */
+    ingest_range(e, 400, 800, 1);
+    checkpoint_now(e);
+    close_engine(e);
+
+    /* The good copy opens as a data directory of its own. */
+    strcpy(dir, "/backups/two");
+    e = open_engine();
+    ck_assert_uint_eq(scan_count(e, 0, NULL, NULL, NULL), 400);
+    close_engine(e);
+    strcpy(dir, "/data");
+    mt_size = 0;
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("engine");
@@ -1351,6 +1398,7 @@ int main(void)
     tcase_add_test(fault, test_wal_failure_is_sticky_and_loses_nothing_acknowledged);
     tcase_add_test(fault, test_crash_keeps_acknowledged_writes);
     tcase_add_test(fault, test_disk_full_during_flush_and_compaction);
+    tcase_add_test(fault, test_backup_failure_and_retry);
     suite_add_tcase(s, fault);
 
     sr = srunner_create(s);
